@@ -1,0 +1,52 @@
+# The course's commands. `make lab` and `make test` are the two the README promises:
+# each creates .venv when needed, installs the pinned dependencies once (a stamp file
+# remembers which dependency files it installed from) and then does its job.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8888
+KERNEL ?= minitorch-attn
+# pytest -n: parallel workers for the default suite (0 = in one process)
+WORKERS ?= 2
+
+DEPS := pyproject.toml
+
+.PHONY: lab test test-slow test-gpu parity bench html clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+
+# One stamp per extra set: re-run pip only when pyproject.toml changed.
+$(VENV)/.installed-test: $(DEPS) | $(PY)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+$(VENV)/.installed-lab: $(DEPS) | $(PY)
+	$(PY) -m pip install --quiet -e ".[test,lab]"
+	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (minitorch_attn)" >/dev/null
+	touch $@
+
+# Opens a browser only where there is a display to open it on.
+lab: $(VENV)/.installed-lab
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT) $(if $(DISPLAY),,--no-browser)
+
+# The default suite, then the CUDA kernels under the simulator in their own process
+# (NUMBA_ENABLE_CUDASIM is read when numba is first imported).
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -n $(WORKERS) -m "not slow and not gpu and not cudasim" $(ARGS)
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -m "cudasim and not slow" tests/cuda $(ARGS)
+
+test-slow: $(VENV)/.installed-test
+	$(PY) -m pytest -m slow $(ARGS)
+
+test-gpu: $(VENV)/.installed-test
+	$(PY) -m pytest -m "gpu or cudasim" tests/cuda $(ARGS)
+
+parity: $(VENV)/.installed-test
+	$(PY) -m minitorch_attn.parity --backend all
+
+clean-venv:
+	rm -rf $(VENV)
