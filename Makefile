@@ -29,9 +29,11 @@ $(VENV)/.installed-lab: $(DEPS) | $(PY)
 	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (minitorch_attn)" >/dev/null
 	touch $@
 
-# Opens a browser only where there is a display to open it on.
+# Opens a browser only where there is a display to open it on; Jupyter refuses root without --allow-root
+# (containers and CI machines often run as root).
 lab: $(VENV)/.installed-lab
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT) $(if $(DISPLAY),,--no-browser)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT) \
+		$(if $(DISPLAY),,--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # The default suite, then the CUDA kernels under the simulator in their own process
 # (NUMBA_ENABLE_CUDASIM is read when numba is first imported).
