@@ -21,7 +21,7 @@ def _operands(a, b):
     try:
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
-        raise ValueError(f"shapes {a.shape} and {b.shape} do not broadcast") from None
+        raise ValueError(f"a and b must have shapes that broadcast, got a {a.shape} and b {b.shape}") from None
     return (b, a) if swapped else (a, b)
 
 

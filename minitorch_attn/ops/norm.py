@@ -55,6 +55,12 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
     if x.ndim not in (2, 3, 4):
         raise ValueError(f"batch_norm: x must be (N, C), (N, C, L) or (N, C, H, W), got shape {x.shape}")
     channels = x.shape[1]
+    for name, value in (("running_mean", running_mean), ("running_var", running_var)):
+        # Buffers updated in place: a Tensor or another dtype would be silently copied or would change
+        # the output's dtype.
+        if value is not None and (not isinstance(value, np.ndarray) or value.dtype != x.dtype):
+            raise TypeError(f"batch_norm: {name} must be None or an ndarray of x's dtype {x.dtype}, got "
+                            f"{type(value).__name__} of dtype {getattr(value, 'dtype', None)}")
     for name, value in (("weight", weight.data), ("bias", bias.data),
                         ("running_mean", running_mean), ("running_var", running_var)):
         if value is not None and np.shape(value) != (channels,):
@@ -68,7 +74,8 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
     count = x.size // channels
     if training and count == 1:
         raise ValueError(
-            f"batch_norm: expected more than 1 value per channel when training, got input of shape {x.shape}"
+            f"batch_norm: x must have more than 1 value per channel when training (N·H·W > 1), "
+            f"got x of shape {x.shape}"
         )
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: eval mode needs running_mean and running_var")

@@ -1,0 +1,40 @@
+"""Shared fixtures: the backends to run on, the two float dtypes, a seeded generator, hypothesis defaults."""
+import numpy as np
+import pytest
+from hypothesis import settings
+
+from minitorch_attn import backends
+
+# Examples are cheap but the machine is small: few of them, and no per-example deadline
+# (the first Numba call of a kernel compiles it).
+settings.register_profile("minitorch_attn", max_examples=20, deadline=None, print_blob=True)
+settings.load_profile("minitorch_attn")
+
+
+def _backend_params():
+    """numpy always; numba where it is importable; cuda only where it runs (GPU or simulator process)."""
+    params = [pytest.param("numpy")]
+    if backends.is_available("numba"):
+        params.append(pytest.param("numba"))
+    if backends.is_available("cuda"):
+        params.append(pytest.param("cuda", marks=pytest.mark.cudasim))
+    return params
+
+
+BACKEND_PARAMS = _backend_params()
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def backend_name(request):
+    """Each available backend by name; the test decides where to run it (``with backend(name):``)."""
+    return request.param
+
+
+@pytest.fixture(params=[np.float64, np.float32], ids=["float64", "float32"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240607)
