@@ -1,0 +1,1392 @@
+"""The Numba CPU backend: the NumPy kernels rewritten as explicit parallel loops.
+
+Every kernel is a thin Python wrapper (checks its arguments before any work,
+allocates the outputs, turns ``bias=None`` into an array plus a flag) around an
+``@njit(parallel=True, cache=True)`` loop whose outermost loop is a ``prange``.
+The formulas and return conventions are those of ``numpy_backend``.
+
+Rules every loop here follows, and why:
+
+* **Deterministic for any thread count.** A ``prange`` iteration owns the
+  outputs it writes; no two threads ever add into the same element. Every sum
+  runs in an order fixed by the shapes alone (never by how Numba shares the
+  iterations out), so 1 thread and 8 threads give bit-identical results.
+* **float32 stays float32.** Constants are made with ``x.dtype.type(...)``: a
+  bare Python ``1`` or ``0.5`` makes Numba promote float32 math to float64.
+* **Few compiled variants.** The wrappers hand the loops C-contiguous arrays of
+  one fixed ndim per loop (global pools see ``(planes, H*W)``, activations see
+  1-D), and every input is cast to the dtype of the main input. Each loop then
+  compiles once per dtype, and a warm on-disk cache loads in milliseconds.
+* **Vectorisable reductions.** Strict IEEE order forbids LLVM to reorder one
+  running sum, so a plain ``s += row[i]`` loop runs one element per cycle.
+  :func:`_lane_sum` and friends keep eight running sums (element ``i`` goes to
+  sum ``i % 8``) and add them in a fixed tree: vectorised, yet still one fixed
+  order.
+* **First maximum.** Every max keeps the first of equal values (strict ``>``
+  while scanning in C order), the element ``np.argmax`` and PyTorch's
+  index-based max pick. NaN inputs are not supported by the max kernels.
+
+Numba does not check bounds, so the wrappers check every shape and index the
+loops rely on. Convolutions with many output channels per group go through
+im2col and a matrix product: SciPy is not installed, so Numba's ``np.dot`` is
+unavailable and the wrapper calls NumPy's BLAS-backed ``matmul`` between the
+jitted im2col / col2im loops (see :data:`GEMM_MIN_OUT_CHANNELS`).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..exercise import exercise
+
+#: Pixels per task in the loops that reduce over channels: small enough that
+#: N=1 still gives several tasks, large enough for long vectorised rows.
+PIXEL_BLOCK = 256
+
+#: conv2d uses im2col + BLAS when a group has at least this many output
+#: channels (each im2col row is then reused by many outputs, which is where a
+#: GEMM beats direct loops: BAM's 1×1 and dilated 3×3 convs with C/r channels),
+#: and direct loops below it (CBAM's 2→1 7×7 conv, BAM's C/r→1 1×1, depthwise).
+GEMM_MIN_OUT_CHANNELS = 8
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# --------------------------------------------------------------------------
+# Argument checks (raised before any work: the loops do not check bounds)
+# --------------------------------------------------------------------------
+def _as_float(kernel, name, array, ndim=None, dtype=None):
+    """``array`` as a C-contiguous float32/float64 ndarray of ``dtype`` (default: its own)."""
+    array = np.asarray(array)
+    if array.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{kernel}: {name} must be float32 or float64, got {array.dtype}")
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{kernel}: {name} must be {ndim}-D, got shape {array.shape}")
+    return np.asarray(array, dtype or array.dtype, order="C")  # (ascontiguousarray would make 0-d 1-d)
+
+
+def _check_shape(kernel, name, array, expected):
+    if tuple(array.shape) != tuple(expected):
+        raise ValueError(f"{kernel}: {name} must have shape {tuple(expected)}, got {tuple(array.shape)}")
+
+
+def _as_index(kernel, name, index, expected_shape, limit):
+    """An int64 index array of ``expected_shape`` with every value in [0, limit)."""
+    index = np.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"{kernel}: {name} must hold integers, got {index.dtype}")
+    _check_shape(kernel, name, index, expected_shape)
+    if index.size and (index.min() < 0 or index.max() >= limit):
+        raise ValueError(f"{kernel}: {name} values must lie in [0, {limit}), "
+                         f"got [{index.min()}, {index.max()}]")
+    return np.ascontiguousarray(index, np.int64)
+
+
+def _as_nchw_shape(kernel, shape):
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"{kernel}: shape must be (N, C, H, W) with positive sizes, got {shape}")
+    return shape
+
+
+def _pair(kernel, name, value, minimum):
+    pair = (value, value) if np.isscalar(value) else tuple(value)
+    if len(pair) != 2 or any(int(v) != v or v < minimum for v in pair):
+        raise ValueError(f"{kernel}: {name} must be an int or a pair of ints >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+# --------------------------------------------------------------------------
+# Shared reductions over one contiguous row
+# --------------------------------------------------------------------------
+@njit(cache=True)
+def _lane_sum(row):
+    """Σ row: eight running sums (element i goes to sum i % 8), added in a fixed tree."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = row.dtype.type(0)
+    whole = row.shape[0] - row.shape[0] % 8
+    for i in range(0, whole, 8):
+        s0 += row[i]
+        s1 += row[i + 1]
+        s2 += row[i + 2]
+        s3 += row[i + 3]
+        s4 += row[i + 4]
+        s5 += row[i + 5]
+        s6 += row[i + 6]
+        s7 += row[i + 7]
+    for i in range(whole, row.shape[0]):
+        s0 += row[i]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(cache=True)
+def _lane_dot(a, b):
+    """Σ a·b over two rows of equal length, in :func:`_lane_sum`'s order."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = a.dtype.type(0)
+    whole = a.shape[0] - a.shape[0] % 8
+    for i in range(0, whole, 8):
+        s0 += a[i] * b[i]
+        s1 += a[i + 1] * b[i + 1]
+        s2 += a[i + 2] * b[i + 2]
+        s3 += a[i + 3] * b[i + 3]
+        s4 += a[i + 4] * b[i + 4]
+        s5 += a[i + 5] * b[i + 5]
+        s6 += a[i + 6] * b[i + 6]
+        s7 += a[i + 7] * b[i + 7]
+    for i in range(whole, a.shape[0]):
+        s0 += a[i] * b[i]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(cache=True)
+def _lane_step(total, peak, where, value, i):
+    # Strict > keeps the earlier element of equal values: the first maximum.
+    if value > peak:
+        return total + value, value, i
+    return total + value, peak, where
+
+
+@njit(cache=True)
+def _earlier_max(peak_a, where_a, peak_b, where_b):
+    """The larger of two (max, index) candidates; on a tie the smaller index (the first maximum)."""
+    if peak_b > peak_a or (peak_b == peak_a and where_b < where_a):
+        return peak_b, where_b
+    return peak_a, where_a
+
+
+@njit(cache=True)
+def _sum_and_first_max(row):
+    """``(Σ row, max row, index of the first maximum)`` in one read of ``row``.
+
+    Eight lanes as in :func:`_lane_sum`; each lane also keeps its maximum and
+    where it first saw it. Every lane starts at ``(row[0], 0)``, so a lane whose
+    own values never beat row[0] points at index 0, the first occurrence of that
+    value. The first maximum overall is then the smallest index among the lanes
+    that hold the overall maximum (:func:`_earlier_max`).
+    """
+    zero = row.dtype.type(0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = row[0]
+    j0 = j1 = j2 = j3 = j4 = j5 = j6 = j7 = 0
+    whole = row.shape[0] - row.shape[0] % 8
+    for i in range(0, whole, 8):
+        s0, m0, j0 = _lane_step(s0, m0, j0, row[i], i)
+        s1, m1, j1 = _lane_step(s1, m1, j1, row[i + 1], i + 1)
+        s2, m2, j2 = _lane_step(s2, m2, j2, row[i + 2], i + 2)
+        s3, m3, j3 = _lane_step(s3, m3, j3, row[i + 3], i + 3)
+        s4, m4, j4 = _lane_step(s4, m4, j4, row[i + 4], i + 4)
+        s5, m5, j5 = _lane_step(s5, m5, j5, row[i + 5], i + 5)
+        s6, m6, j6 = _lane_step(s6, m6, j6, row[i + 6], i + 6)
+        s7, m7, j7 = _lane_step(s7, m7, j7, row[i + 7], i + 7)
+    for i in range(whole, row.shape[0]):
+        s0, m0, j0 = _lane_step(s0, m0, j0, row[i], i)
+    m0, j0 = _earlier_max(m0, j0, m1, j1)
+    m2, j2 = _earlier_max(m2, j2, m3, j3)
+    m4, j4 = _earlier_max(m4, j4, m5, j5)
+    m6, j6 = _earlier_max(m6, j6, m7, j7)
+    m0, j0 = _earlier_max(m0, j0, m2, j2)
+    m4, j4 = _earlier_max(m4, j4, m6, j6)
+    peak, where = _earlier_max(m0, j0, m4, j4)
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), peak, where
+
+
+@njit(cache=True)
+def _sigmoid(z, one):
+    # exp only ever sees -|z| <= 0, so it cannot overflow: 1/(1+e^-z) for z >= 0,
+    # e^z/(1+e^z) for z < 0 (the same two branches as numpy_backend).
+    e = np.exp(-abs(z))
+    return one / (one + e) if z >= 0 else e / (one + e)
+
+
+@njit(cache=True)
+def _block_count(size):
+    return (size + PIXEL_BLOCK - 1) // PIXEL_BLOCK
+
+
+# --------------------------------------------------------------------------
+# Global pooling over H×W. The loops see x as (P, S) = (N*C, H*W): one
+# contiguous plane per prange iteration, which owns its output element.
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _global_avg_pool_loop(planes, out):
+    """out[p] = (1/S) Σ_s planes[p, s]."""
+    count = planes.dtype.type(planes.shape[1])
+    for p in prange(planes.shape[0]):
+        out[p] = _lane_sum(planes[p]) / count
+
+
+@njit(parallel=True, cache=True)
+def _global_avg_pool_backward_loop(grad, dx):
+    """dx[p, s] = g[p] / S: every pixel had weight 1/S in the mean."""
+    count = dx.dtype.type(dx.shape[1])
+    for p in prange(dx.shape[0]):
+        share = grad[p] / count
+        for s in range(dx.shape[1]):
+            dx[p, s] = share
+
+
+@njit(parallel=True, cache=True)
+def _global_max_pool_loop(planes, out, index):
+    for p in prange(planes.shape[0]):
+        _, out[p], index[p] = _sum_and_first_max(planes[p])
+
+
+@njit(parallel=True, cache=True)
+def _scatter_to_index_loop(grad, index, dx):
+    """dx[p, index[p]] = g[p], zero elsewhere: the max's whole gradient goes to the element it picked."""
+    zero = dx.dtype.type(0)
+    for p in prange(dx.shape[0]):
+        for s in range(dx.shape[1]):
+            dx[p, s] = zero
+        dx[p, index[p]] = grad[p]
+
+
+@njit(parallel=True, cache=True)
+def _global_lp_pool_loop(planes, out):
+    """out[p] = sqrt(Σ_s planes[p, s]²)."""
+    for p in prange(planes.shape[0]):
+        out[p] = np.sqrt(_lane_dot(planes[p], planes[p]))
+
+
+@njit(parallel=True, cache=True)
+def _global_lp_pool_backward_loop(grad, planes, out, dx):
+    """dx = g · x / out; where out == 0 every x is 0 and the subgradient 0 is taken."""
+    zero = dx.dtype.type(0)
+    for p in prange(dx.shape[0]):
+        scale = grad[p] / out[p] if out[p] > 0 else zero
+        for s in range(dx.shape[1]):
+            dx[p, s] = scale * planes[p, s]
+
+
+@njit(parallel=True, cache=True)
+def _global_lse_pool_loop(planes, out):
+    """out[p] = m + log Σ_s exp(x[p, s] - m) with m = max_s x[p, s] (exp(...) <= 1: no overflow)."""
+    for p in prange(planes.shape[0]):
+        _, peak, _ = _sum_and_first_max(planes[p])
+        total = planes.dtype.type(0)
+        for s in range(planes.shape[1]):
+            total += np.exp(planes[p, s] - peak)
+        out[p] = peak + np.log(total)
+
+
+@njit(parallel=True, cache=True)
+def _global_lse_pool_backward_loop(grad, planes, out, dx):
+    """dx = g · exp(x - out): the softmax of the plane, scaled by the upstream gradient."""
+    for p in prange(dx.shape[0]):
+        for s in range(dx.shape[1]):
+            dx[p, s] = grad[p] * np.exp(planes[p, s] - out[p])
+
+
+def _planes(kernel, x):
+    x = _as_float(kernel, "x", x, 4)
+    N, C, H, W = x.shape
+    return x.reshape(N * C, H * W), (N, C)
+
+
+def _pooled_grad(kernel, grad, shape):
+    shape = _as_nchw_shape(kernel, shape)
+    grad = _as_float(kernel, "grad", grad, 2)
+    _check_shape(kernel, "grad", grad, shape[:2])
+    return grad.reshape(-1), shape, np.empty((shape[0] * shape[1], shape[2] * shape[3]), grad.dtype)
+
+
+def global_avg_pool_forward(x):
+    planes, nc = _planes("global_avg_pool_forward", x)
+    out = np.empty(planes.shape[0], planes.dtype)
+    _global_avg_pool_loop(planes, out)
+    return out.reshape(nc)
+
+
+def global_avg_pool_backward(grad, shape):
+    grad, shape, dx = _pooled_grad("global_avg_pool_backward", grad, shape)
+    _global_avg_pool_backward_loop(grad, dx)
+    return dx.reshape(shape)
+
+
+def global_max_pool_forward(x):
+    """Returns ``(out, index)``; ``index[n, c]`` is the flat H×W position of the first maximum."""
+    planes, nc = _planes("global_max_pool_forward", x)
+    out = np.empty(planes.shape[0], planes.dtype)
+    index = np.empty(planes.shape[0], np.int64)
+    _global_max_pool_loop(planes, out, index)
+    return out.reshape(nc), index.reshape(nc)
+
+
+def global_max_pool_backward(grad, index, shape):
+    grad, shape, dx = _pooled_grad("global_max_pool_backward", grad, shape)
+    index = _as_index("global_max_pool_backward", "index", index, shape[:2], dx.shape[1])
+    _scatter_to_index_loop(grad, index.reshape(-1), dx)
+    return dx.reshape(shape)
+
+
+def global_lp_pool_forward(x):
+    planes, nc = _planes("global_lp_pool_forward", x)
+    out = np.empty(planes.shape[0], planes.dtype)
+    _global_lp_pool_loop(planes, out)
+    return out.reshape(nc)
+
+
+def _pool_backward_arguments(kernel, grad, x, out):
+    planes, nc = _planes(kernel, x)
+    grad = _as_float(kernel, "grad", grad, 2, planes.dtype)
+    out = _as_float(kernel, "out", out, 2, planes.dtype)
+    _check_shape(kernel, "grad", grad, nc)
+    _check_shape(kernel, "out", out, nc)
+    return grad.reshape(-1), planes, out.reshape(-1), np.empty_like(planes)
+
+
+def global_lp_pool_backward(grad, x, out):
+    grad, planes, out, dx = _pool_backward_arguments("global_lp_pool_backward", grad, x, out)
+    _global_lp_pool_backward_loop(grad, planes, out, dx)
+    return dx.reshape(np.shape(x))
+
+
+def global_lse_pool_forward(x):
+    planes, nc = _planes("global_lse_pool_forward", x)
+    out = np.empty(planes.shape[0], planes.dtype)
+    _global_lse_pool_loop(planes, out)
+    return out.reshape(nc)
+
+
+def global_lse_pool_backward(grad, x, out):
+    grad, planes, out, dx = _pool_backward_arguments("global_lse_pool_backward", grad, x, out)
+    _global_lse_pool_backward_loop(grad, planes, out, dx)
+    return dx.reshape(np.shape(x))
+
+
+# --------------------------------------------------------------------------
+# Pooling over channels: the loops see x as (N, C, S). A task is one sample n
+# and one block of PIXEL_BLOCK pixels; it walks the channels in order 0..C-1,
+# adding whole contiguous rows into the outputs it owns (the order of NumPy's
+# own sum over axis 1, so the mean is bit-identical to numpy_backend's).
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _channel_mean_loop(x, out):
+    """out[n, s] = (1/C) Σ_c x[n, c, s] for x of shape (N, C, S)."""
+    N, C, S = x.shape
+    count = x.dtype.type(C)
+    blocks = _block_count(S)
+    # BEGIN SOLUTION
+    for task in prange(N * blocks):
+        n = task // blocks
+        start = (task % blocks) * PIXEL_BLOCK
+        stop = min(start + PIXEL_BLOCK, S)
+        for s in range(start, stop):
+            out[n, s] = x[n, 0, s]
+        # Channel after channel, a whole row at a time: contiguous reads, and
+        # the task owns out[n, start:stop], so no other thread adds into it.
+        for c in range(1, C):
+            for s in range(start, stop):
+                out[n, s] += x[n, c, s]
+        for s in range(start, stop):
+            out[n, s] /= count
+    # END SOLUTION
+
+
+@njit(parallel=True, cache=True)
+def _channel_mean_backward_loop(grad, dx):
+    """dx[n, c, s] = g[n, s] / C for every channel: each had weight 1/C in the mean."""
+    N, C, S = dx.shape
+    count = dx.dtype.type(C)
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        for s in range(S):
+            dx[n, c, s] = grad[n, s] / count
+
+
+@njit(parallel=True, cache=True)
+def _channel_max_loop(x, out, index):
+    """out[n, s] = max_c x[n, c, s]; index[n, s] = the first channel that holds it."""
+    N, C, S = x.shape
+    blocks = _block_count(S)
+    for task in prange(N * blocks):
+        n = task // blocks
+        start = (task % blocks) * PIXEL_BLOCK
+        stop = min(start + PIXEL_BLOCK, S)
+        for s in range(start, stop):
+            out[n, s] = x[n, 0, s]
+            index[n, s] = 0
+        for c in range(1, C):
+            for s in range(start, stop):
+                if x[n, c, s] > out[n, s]:  # strict: a later equal channel never wins
+                    out[n, s] = x[n, c, s]
+                    index[n, s] = c
+
+
+@njit(parallel=True, cache=True)
+def _channel_max_backward_loop(grad, index, dx):
+    """dx[n, c, s] = g[n, s] where c is the channel the max picked, 0 elsewhere."""
+    N, C, S = dx.shape
+    zero = dx.dtype.type(0)
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        for s in range(S):
+            dx[n, c, s] = grad[n, s] if index[n, s] == c else zero
+
+
+def _channels(kernel, x):
+    x = _as_float(kernel, "x", x, 4)
+    N, C, H, W = x.shape
+    return x.reshape(N, C, H * W), (N, 1, H, W)
+
+
+def _channel_grad(kernel, grad, shape):
+    shape = _as_nchw_shape(kernel, shape)
+    N, C, H, W = shape
+    grad = _as_float(kernel, "grad", grad, 4)
+    _check_shape(kernel, "grad", grad, (N, 1, H, W))
+    return grad.reshape(N, H * W), shape, np.empty((N, C, H * W), grad.dtype)
+
+
+@exercise("9.1", "the channel-wise mean as a prange loop, out[n,0,i,j] = (1/C) Σ_c x[n,c,i,j]: "
+                 "each task owns one sample and one block of pixels and adds channels in order 0..C-1 (lesson 9)")
+def channel_mean_forward(x):
+    x3, out_shape = _channels("channel_mean_forward", x)
+    out = np.empty((x3.shape[0], x3.shape[2]), x3.dtype)
+    _channel_mean_loop(x3, out)
+    return out.reshape(out_shape)
+
+
+def channel_mean_backward(grad, shape):
+    grad, shape, dx = _channel_grad("channel_mean_backward", grad, shape)
+    _channel_mean_backward_loop(grad, dx)
+    return dx.reshape(shape)
+
+
+def channel_max_forward(x):
+    """Returns ``(out, index)``; ``index[n, 0, i, j]`` is the channel of the first maximum."""
+    x3, out_shape = _channels("channel_max_forward", x)
+    out = np.empty((x3.shape[0], x3.shape[2]), x3.dtype)
+    index = np.empty(out.shape, np.int64)
+    _channel_max_loop(x3, out, index)
+    return out.reshape(out_shape), index.reshape(out_shape)
+
+
+def channel_max_backward(grad, index, shape):
+    grad, shape, dx = _channel_grad("channel_max_backward", grad, shape)
+    N, C, H, W = shape
+    index = _as_index("channel_max_backward", "index", index, (N, 1, H, W), C)
+    _channel_max_backward_loop(grad, index.reshape(N, H * W), dx)
+    return dx.reshape(shape)
+
+
+# --------------------------------------------------------------------------
+# Dense layers and activations
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _linear_loop(x, weight, bias, has_bias, out):
+    """out[n, o] = Σ_i x[n, i] W[o, i] (+ b[o]): one dot product of two contiguous rows per output."""
+    N, O = out.shape
+    for task in prange(N * O):
+        n = task // O
+        o = task % O
+        total = _lane_dot(x[n], weight[o])
+        out[n, o] = total + bias[o] if has_bias else total
+
+
+@njit(parallel=True, cache=True)
+def _linear_backward_loop(grad, x, weight, dx, dweight, dbias):
+    """dx = g W, dW = gᵀ x, db = Σ_n g (dbias is filled but only returned when there is a bias)."""
+    N, O = grad.shape
+    I = x.shape[1]
+    zero = x.dtype.type(0)
+    # dx[n] = Σ_o g[n, o] W[o]: sample n owns row dx[n] and adds whole rows of W.
+    for n in prange(N):
+        for i in range(I):
+            dx[n, i] = zero
+        for o in range(O):
+            for i in range(I):
+                dx[n, i] += grad[n, o] * weight[o, i]
+    # dW[o] = Σ_n g[n, o] x[n]: output o owns row dW[o] and adds the samples in
+    # order 0..N-1, so the batch reduction never depends on the thread count.
+    for o in prange(O):
+        dbias[o] = zero
+        for i in range(I):
+            dweight[o, i] = zero
+        for n in range(N):
+            dbias[o] += grad[n, o]
+            for i in range(I):
+                dweight[o, i] += grad[n, o] * x[n, i]
+
+
+@njit(parallel=True, cache=True)
+def _relu_loop(x, out):
+    zero = x.dtype.type(0)
+    for i in prange(x.shape[0]):
+        out[i] = zero if x[i] < zero else x[i]
+
+
+@njit(parallel=True, cache=True)
+def _relu_backward_loop(grad, out, dx):
+    """The gradient passes where the output is positive (subgradient 0 at 0)."""
+    zero = dx.dtype.type(0)
+    for i in prange(dx.shape[0]):
+        dx[i] = grad[i] if out[i] > zero else zero
+
+
+@njit(parallel=True, cache=True)
+def _sigmoid_loop(x, out):
+    one = x.dtype.type(1)
+    for i in prange(x.shape[0]):
+        out[i] = _sigmoid(x[i], one)
+
+
+@njit(parallel=True, cache=True)
+def _sigmoid_backward_loop(grad, out, dx):
+    """dσ/dx = σ (1 - σ), written with the saved output."""
+    one = dx.dtype.type(1)
+    for i in prange(dx.shape[0]):
+        dx[i] = grad[i] * out[i] * (one - out[i])
+
+
+def _elementwise(kernel, loop, first_name, first, second_name=None, second=None):
+    """Run a 1-D loop over one or two same-shaped arrays, returning a new array of their shape."""
+    first = _as_float(kernel, first_name, first)
+    arguments = [first.reshape(-1)]
+    if second_name is not None:
+        second = _as_float(kernel, second_name, second, dtype=first.dtype)
+        _check_shape(kernel, second_name, second, first.shape)
+        arguments.append(second.reshape(-1))
+    result = np.empty(first.size, first.dtype)
+    loop(*arguments, result)
+    return result.reshape(first.shape)
+
+
+def linear_forward(x, weight, bias):
+    x = _as_float("linear_forward", "x", x, 2)
+    weight = _as_float("linear_forward", "weight", weight, 2, x.dtype)
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"linear_forward: weight must have shape (out, {x.shape[1]}), got {weight.shape}")
+    bias_array, has_bias = _bias_argument("linear_forward", bias, weight.shape[0], x.dtype)
+    out = np.empty((x.shape[0], weight.shape[0]), x.dtype)
+    _linear_loop(x, weight, bias_array, has_bias, out)
+    return out
+
+
+def linear_backward(grad, x, weight, has_bias):
+    x = _as_float("linear_backward", "x", x, 2)
+    weight = _as_float("linear_backward", "weight", weight, 2, x.dtype)
+    grad = _as_float("linear_backward", "grad", grad, 2, x.dtype)
+    _check_shape("linear_backward", "weight", weight, (weight.shape[0], x.shape[1]))
+    _check_shape("linear_backward", "grad", grad, (x.shape[0], weight.shape[0]))
+    dx, dweight = np.empty_like(x), np.empty_like(weight)
+    dbias = np.empty(weight.shape[0], x.dtype)
+    _linear_backward_loop(grad, x, weight, dx, dweight, dbias)
+    return dx, dweight, (dbias if has_bias else None)
+
+
+def _bias_argument(kernel, bias, size, dtype):
+    """``(array, flag)``: an absent bias becomes an unused array, so the loop compiles once, not per Optional."""
+    if bias is None:
+        return np.zeros(size, dtype), False
+    bias = _as_float(kernel, "bias", bias, 1, dtype)
+    _check_shape(kernel, "bias", bias, (size,))
+    return bias, True
+
+
+def relu_forward(x):
+    return _elementwise("relu_forward", _relu_loop, "x", x)
+
+
+def relu_backward(grad, out):
+    return _elementwise("relu_backward", _relu_backward_loop, "grad", grad, "out", out)
+
+
+def sigmoid_forward(x):
+    return _elementwise("sigmoid_forward", _sigmoid_loop, "x", x)
+
+
+def sigmoid_backward(grad, out):
+    return _elementwise("sigmoid_backward", _sigmoid_backward_loop, "grad", grad, "out", out)
+
+
+# --------------------------------------------------------------------------
+# Broadcasting arithmetic. Runs of adjacent axes that broadcast alike are
+# merged (a (N,C,H,W) ⊗ (N,1,H,W) product becomes (N, C, H*W) ⊗ (N, 1, H*W)),
+# so the loops see at most four axes and a long contiguous last axis.
+# --------------------------------------------------------------------------
+def _merged_axes(kernel, shape, operands):
+    """Merge adjacent axes of ``shape`` where every operand is either full or 1 alike.
+
+    ``operands`` are shapes of ``len(shape)``. Returns the merged shapes padded
+    on the left to 4-D: ``(shape4, [operand4, ...])``.
+    """
+    runs = []  # [pattern, size, operand sizes]
+    for axis, size in enumerate(shape):
+        if size == 1:
+            continue
+        pattern = tuple(op[axis] == size for op in operands)
+        if runs and runs[-1][0] == pattern:
+            runs[-1][1] *= size
+            runs[-1][2] = [n * op[axis] for n, op in zip(runs[-1][2], operands)]
+        else:
+            runs.append([pattern, size, [op[axis] for op in operands]])
+    if len(runs) > 4:
+        raise ValueError(f"{kernel}: the shapes {[tuple(op) for op in operands]} broadcast in {len(runs)} "
+                         f"separate runs of axes; at most 4 are supported")
+    pad = [1] * (4 - len(runs))
+    merged = tuple(pad + [run[1] for run in runs])
+    per_operand = [tuple(pad + [run[2][k] for run in runs]) for k in range(len(operands))]
+    return merged, per_operand
+
+
+@njit(parallel=True, cache=True)
+def _binary_loop(a, b, multiply, out):
+    """out = a ⊗ b (product if ``multiply`` else sum); a and b are 4-D broadcast views of out's shape."""
+    T0, T1, T2, T3 = out.shape
+    for task in prange(T0 * T1 * T2):
+        i0 = task // (T1 * T2)
+        i1 = (task // T2) % T1
+        i2 = task % T2
+        row_a, row_b, row_out = a[i0, i1, i2], b[i0, i1, i2], out[i0, i1, i2]
+        if multiply:
+            for j in range(T3):
+                row_out[j] = row_a[j] * row_b[j]
+        else:
+            for j in range(T3):
+                row_out[j] = row_a[j] + row_b[j]
+
+
+@njit(parallel=True, cache=True)
+def _sum_to_shape_loop(grad, out):
+    """out = grad summed over the axes where out has size 1 (4-D, merged axes alternate kept/summed).
+
+    A task owns one row out[o0, o1, o2] and adds the rows of grad that land on
+    it in C order; a summed last axis collapses each of those rows to one number.
+    """
+    G0, G1, G2, G3 = grad.shape
+    T0, T1, T2, T3 = out.shape
+    R0 = G0 if T0 == 1 else 1
+    R1 = G1 if T1 == 1 else 1
+    R2 = G2 if T2 == 1 else 1
+    keep_last = T3 == G3
+    zero = out.dtype.type(0)
+    for task in prange(T0 * T1 * T2):
+        o0 = task // (T1 * T2)
+        o1 = (task // T2) % T1
+        o2 = task % T2
+        row = out[o0, o1, o2]
+        for j in range(T3):
+            row[j] = zero
+        # A kept axis has R = 1 and index o; a summed one has o = 0 and R = its size.
+        for r0 in range(R0):
+            for r1 in range(R1):
+                for r2 in range(R2):
+                    source = grad[o0 + r0, o1 + r1, o2 + r2]
+                    if keep_last:
+                        for j in range(T3):
+                            row[j] += source[j]
+                    else:
+                        row[0] += _lane_sum(source)
+
+
+def _binary(kernel, a, b, multiply):
+    # NumPy's promotion (a Python float does not widen float32), then one float dtype for both.
+    dtype = np.result_type(a, b)
+    a = _as_float(kernel, "a", np.asarray(a, dtype))
+    b = _as_float(kernel, "b", np.asarray(b, dtype))
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{kernel}: shapes {a.shape} and {b.shape} do not broadcast") from None
+    padded = [(1,) * (len(shape) - x.ndim) + x.shape for x in (a, b)]
+    merged, (shape_a, shape_b) = _merged_axes(kernel, shape, padded)
+    # Read-only broadcast views (stride 0 along stretched axes): one compiled variant per dtype.
+    view_a = np.broadcast_to(a.reshape(shape_a), merged)
+    view_b = np.broadcast_to(b.reshape(shape_b), merged)
+    out = np.empty(merged, a.dtype)
+    _binary_loop(view_a, view_b, multiply, out)
+    return out.reshape(shape)
+
+
+def mul_forward(a, b):
+    return _binary("mul_forward", a, b, True)
+
+
+def add_forward(a, b):
+    return _binary("add_forward", a, b, False)
+
+
+def sum_to_shape(grad, shape):
+    """Undo broadcasting: sum ``grad`` over the axes that were stretched to reach its shape."""
+    grad = _as_float("sum_to_shape", "grad", grad)
+    shape = tuple(int(n) for n in shape)
+    padded = (1,) * (grad.ndim - len(shape)) + shape
+    if len(shape) > grad.ndim or any(t not in (1, g) for t, g in zip(padded, grad.shape)):
+        raise ValueError(f"sum_to_shape: grad of shape {grad.shape} cannot be summed to shape {shape}")
+    if grad.shape == shape:
+        return grad
+    merged, (grad4, out4) = _merged_axes("sum_to_shape", grad.shape, [grad.shape, padded])
+    out = np.empty(out4, grad.dtype)
+    _sum_to_shape_loop(grad.reshape(grad4), out)
+    return out.reshape(shape)
+
+
+# --------------------------------------------------------------------------
+# Convolution: out[n, co, oh, ow] = b[co] + Σ_{ci, kh, kw} w[co, ci, kh, kw]
+#     · x[n, g·CG + ci, oh·sh + kh·dh − ph, ow·sw + kw·dw − pw]
+# (g = co's group, CG = input channels per group; pixels outside x are 0).
+# --------------------------------------------------------------------------
+def conv_output_size(size, kernel, stride, padding, dilation):
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@njit(cache=True)
+def _valid_outputs(offset, stride, in_size, out_size):
+    """The outputs o in [lo, hi) whose input o·stride + offset lies inside [0, in_size).
+
+    Computing the range once keeps the pixel loops free of bounds tests (so they vectorise).
+    """
+    lo = max(0, (stride - 1 - offset) // stride)
+    hi = min(out_size, (in_size - offset + stride - 1) // stride)
+    return lo, max(lo, hi)
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_direct_loop(x, weight, bias, has_bias, sh, sw, ph, pw, dh, dw, out):
+    N, C, H, W = x.shape
+    CO, CG, KH, KW = weight.shape
+    OH, OW = out.shape[2], out.shape[3]
+    out_per_group = CO // (C // CG)
+    zero = x.dtype.type(0)
+    for task in prange(N * CO):  # one output plane per task
+        n = task // CO
+        co = task % CO
+        first_in = (co // out_per_group) * CG
+        plane = out[n, co]
+        start = bias[co] if has_bias else zero
+        for oh in range(OH):
+            for ow in range(OW):
+                plane[oh, ow] = start
+        for ci in range(CG):
+            image = x[n, first_in + ci]
+            for kh in range(KH):
+                oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
+                for kw in range(KW):
+                    ow_lo, ow_hi = _valid_outputs(kw * dw - pw, sw, W, OW)
+                    tap = weight[co, ci, kh, kw]
+                    for oh in range(oh_lo, oh_hi):
+                        ih = oh * sh + kh * dh - ph
+                        for ow in range(ow_lo, ow_hi):
+                            plane[oh, ow] += tap * image[ih, ow * sw + kw * dw - pw]
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_direct_input_grad_loop(grad, weight, sh, sw, ph, pw, dh, dw, dx):
+    """dx[n, c, ih, iw] = Σ over the (co, kh, kw) that read it of w[co, ci, kh, kw] · g[n, co, oh, ow]."""
+    N, C, H, W = dx.shape
+    CO, CG, KH, KW = weight.shape
+    OH, OW = grad.shape[2], grad.shape[3]
+    out_per_group = CO // (C // CG)
+    zero = dx.dtype.type(0)
+    for task in prange(N * C):  # one input plane per task: only this task writes it
+        n = task // C
+        c = task % C
+        ci = c % CG
+        first_out = (c // CG) * out_per_group
+        plane = dx[n, c]
+        for ih in range(H):
+            for iw in range(W):
+                plane[ih, iw] = zero
+        for co in range(first_out, first_out + out_per_group):
+            upstream = grad[n, co]
+            for kh in range(KH):
+                oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
+                for kw in range(KW):
+                    ow_lo, ow_hi = _valid_outputs(kw * dw - pw, sw, W, OW)
+                    tap = weight[co, ci, kh, kw]
+                    for oh in range(oh_lo, oh_hi):
+                        ih = oh * sh + kh * dh - ph
+                        for ow in range(ow_lo, ow_hi):
+                            plane[ih, ow * sw + kw * dw - pw] += tap * upstream[oh, ow]
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_direct_weight_grad_loop(grad, x, sh, sw, ph, pw, dh, dw, dweight):
+    """dw[co, ci, kh, kw] = Σ_{n, oh, ow} g[n, co, oh, ow] · x[n, g·CG + ci, ih, iw]."""
+    N, C, H, W = x.shape
+    CO, CG, KH, KW = dweight.shape
+    OH, OW = grad.shape[2], grad.shape[3]
+    out_per_group = CO // (C // CG)
+    taps = CG * KH * KW
+    for task in prange(CO * taps):  # one weight per task, summed over n, oh in order
+        co = task // taps
+        ci = (task % taps) // (KH * KW)
+        kh = (task % (KH * KW)) // KW
+        kw = task % KW
+        c = (co // out_per_group) * CG + ci
+        oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
+        ow_lo, ow_hi = _valid_outputs(kw * dw - pw, sw, W, OW)
+        iw_lo = ow_lo * sw + kw * dw - pw
+        iw_hi = iw_lo + (ow_hi - ow_lo - 1) * sw + 1  # one past the last input column read
+        total = x.dtype.type(0)
+        if ow_hi == ow_lo:  # this tap sees padding only (and iw_hi above could wrap around)
+            oh_hi = oh_lo
+        for n in range(N):
+            for oh in range(oh_lo, oh_hi):
+                ih = oh * sh + kh * dh - ph
+                total += _lane_dot(grad[n, co, oh, ow_lo:ow_hi], x[n, c, ih, iw_lo:iw_hi:sw])
+        dweight[co, ci, kh, kw] = total
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_bias_grad_loop(grad, dbias):
+    """db[co] = Σ_{n, p} g[n, co, p] for grad viewed as (N, CO, OH*OW)."""
+    for co in prange(grad.shape[1]):
+        total = grad.dtype.type(0)
+        for n in range(grad.shape[0]):
+            total += _lane_sum(grad[n, co])
+        dbias[co] = total
+
+
+@njit(parallel=True, cache=True)
+def _im2col_loop(x, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, cols):
+    """cols[n, (c·KH + kh)·KW + kw, oh·OW + ow] = x[n, c, ih, iw] (0 in the padding).
+
+    Row r of cols holds what tap r sees at every output pixel, so the conv of
+    group g is the matrix product W_g (CO/G, CG·KH·KW) @ cols[n, rows of g].
+    """
+    N, C, H, W = x.shape
+    rows = C * KH * KW
+    zero = x.dtype.type(0)
+    for task in prange(N * rows):
+        n = task // rows
+        row = task % rows
+        c = row // (KH * KW)
+        kh = (row // KW) % KH
+        kw = row % KW
+        dest = cols[n, row]
+        for p in range(OH * OW):
+            dest[p] = zero
+        oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
+        ow_lo, ow_hi = _valid_outputs(kw * dw - pw, sw, W, OW)
+        for oh in range(oh_lo, oh_hi):
+            ih = oh * sh + kh * dh - ph
+            for ow in range(ow_lo, ow_hi):
+                dest[oh * OW + ow] = x[n, c, ih, ow * sw + kw * dw - pw]
+
+
+@njit(parallel=True, cache=True)
+def _col2im_loop(dcols, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, dx):
+    """The adjoint of im2col: every entry of dcols is added back to the input pixel it was copied from."""
+    N, C, H, W = dx.shape
+    zero = dx.dtype.type(0)
+    for task in prange(N * C):  # one input plane per task: only this task writes it
+        n = task // C
+        c = task % C
+        plane = dx[n, c]
+        for ih in range(H):
+            for iw in range(W):
+                plane[ih, iw] = zero
+        for kh in range(KH):
+            oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
+            for kw in range(KW):
+                ow_lo, ow_hi = _valid_outputs(kw * dw - pw, sw, W, OW)
+                source = dcols[n, (c * KH + kh) * KW + kw]
+                for oh in range(oh_lo, oh_hi):
+                    ih = oh * sh + kh * dh - ph
+                    for ow in range(ow_lo, ow_hi):
+                        plane[ih, ow * sw + kw * dw - pw] += source[oh * OW + ow]
+
+
+@njit(parallel=True, cache=True)
+def _add_channel_bias_loop(out, bias):
+    """out[n, co, p] += b[co]."""
+    N, CO, P = out.shape
+    for task in prange(N * CO):
+        n = task // CO
+        co = task % CO
+        for p in range(P):
+            out[n, co, p] += bias[co]
+
+
+@njit(parallel=True, cache=True)
+def _sum_over_batch_loop(per_sample, total):
+    """total[j] = Σ_n per_sample[n, j] in order n = 0..N-1 (each task owns one j)."""
+    for j in prange(per_sample.shape[1]):
+        acc = per_sample[0, j]
+        for n in range(1, per_sample.shape[0]):
+            acc += per_sample[n, j]
+        total[j] = acc
+
+
+class _ConvGeometry:
+    """Checked conv2d arguments: shapes, output size, and which path (direct or GEMM) runs."""
+
+    def __init__(self, kernel, x, weight, stride, padding, dilation, groups):
+        self.x = _as_float(kernel, "x", x, 4)
+        self.weight = _as_float(kernel, "weight", weight, 4, self.x.dtype)
+        N, C, H, W = self.x.shape
+        CO, CG, KH, KW = self.weight.shape
+        if int(groups) != groups or groups < 1 or C % groups or CO % groups or CG != C // groups:
+            raise ValueError(f"{kernel}: groups={groups!r} must divide C={C} and CO={CO}, and weight "
+                             f"must be (CO, C/groups, KH, KW); got weight {self.weight.shape}")
+        self.stride = _pair(kernel, "stride", stride, 1)
+        self.padding = _pair(kernel, "padding", padding, 0)
+        self.dilation = _pair(kernel, "dilation", dilation, 1)
+        self.groups = int(groups)
+        self.OH = conv_output_size(H, KH, self.stride[0], self.padding[0], self.dilation[0])
+        self.OW = conv_output_size(W, KW, self.stride[1], self.padding[1], self.dilation[1])
+        if self.OH < 1 or self.OW < 1:
+            raise ValueError(f"{kernel}: the output would be empty ({self.OH}×{self.OW}) for input "
+                             f"{H}×{W}, kernel {KH}×{KW}, stride {self.stride}, padding {self.padding}, "
+                             f"dilation {self.dilation}")
+        self.use_gemm = CO // self.groups >= GEMM_MIN_OUT_CHANNELS
+        # A 1×1 kernel with stride 1 and no padding reads x as it is: im2col would be a copy.
+        self.pointwise = (KH, KW, self.stride, self.padding) == (1, 1, (1, 1), (0, 0))
+
+    @property
+    def loop_arguments(self):
+        return (*self.stride, *self.padding, *self.dilation)
+
+    def columns(self):
+        """im2col of x as (N, G, CG·KH·KW, OH·OW)."""
+        N, C, H, W = self.x.shape
+        _, CG, KH, KW = self.weight.shape
+        if self.pointwise:
+            cols = self.x.reshape(N, C, H * W)
+        else:
+            cols = np.empty((N, C * KH * KW, self.OH * self.OW), self.x.dtype)
+            _im2col_loop(self.x, KH, KW, *self.loop_arguments, self.OH, self.OW, cols)
+        return cols.reshape(N, self.groups, CG * KH * KW, self.OH * self.OW)
+
+    def grouped_weight(self):
+        CO, CG, KH, KW = self.weight.shape
+        return self.weight.reshape(self.groups, CO // self.groups, CG * KH * KW)
+
+
+def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
+    conv = _ConvGeometry("conv2d_forward", x, weight, stride, padding, dilation, groups)
+    N, CO = conv.x.shape[0], conv.weight.shape[0]
+    bias_array, has_bias = _bias_argument("conv2d_forward", bias, CO, conv.x.dtype)
+    if not conv.use_gemm:
+        out = np.empty((N, CO, conv.OH, conv.OW), conv.x.dtype)
+        _conv2d_direct_loop(conv.x, conv.weight, bias_array, has_bias, *conv.loop_arguments, out)
+        return out
+    # (G, CO/G, K) @ (N, G, K, P) -> (N, G, CO/G, P): one BLAS GEMM per sample and group.
+    out = np.ascontiguousarray(np.matmul(conv.grouped_weight(), conv.columns())).reshape(N, CO, -1)
+    if has_bias:
+        _add_channel_bias_loop(out, bias_array)
+    return out.reshape(N, CO, conv.OH, conv.OW)
+
+
+def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias):
+    conv = _ConvGeometry("conv2d_backward", x, weight, stride, padding, dilation, groups)
+    N, C, H, W = conv.x.shape
+    CO, CG, KH, KW = conv.weight.shape
+    grad = _as_float("conv2d_backward", "grad", grad, 4, conv.x.dtype)
+    _check_shape("conv2d_backward", "grad", grad, (N, CO, conv.OH, conv.OW))
+    dbias = None
+    if has_bias:
+        dbias = np.empty(CO, grad.dtype)
+        _conv2d_bias_grad_loop(grad.reshape(N, CO, -1), dbias)
+    if not conv.use_gemm:
+        dx = np.empty_like(conv.x)
+        dweight = np.empty_like(conv.weight)
+        _conv2d_direct_input_grad_loop(grad, conv.weight, *conv.loop_arguments, dx)
+        _conv2d_direct_weight_grad_loop(grad, conv.x, *conv.loop_arguments, dweight)
+        return dx, dweight, dbias
+    per_group = grad.reshape(N, conv.groups, CO // conv.groups, -1)
+    weight_g = conv.grouped_weight()
+    # dW_g = Σ_n g[n, g] @ cols[n, g]ᵀ: a GEMM per sample, then a fixed-order sum over n.
+    per_sample = np.ascontiguousarray(np.matmul(per_group, conv.columns().transpose(0, 1, 3, 2)))
+    dweight = np.empty(conv.weight.size, grad.dtype)
+    _sum_over_batch_loop(per_sample.reshape(N, -1), dweight)
+    # dcols = W_gᵀ @ g[n, g], folded back onto the input pixels by col2im.
+    dcols = np.ascontiguousarray(np.matmul(weight_g.transpose(0, 2, 1), per_group)).reshape(N, C * KH * KW, -1)
+    if conv.pointwise:
+        dx = dcols.reshape(N, C, H, W)
+    else:
+        dx = np.empty_like(conv.x)
+        _col2im_loop(dcols, KH, KW, *conv.loop_arguments, conv.OH, conv.OW, dx)
+    return dx, dweight.reshape(conv.weight.shape), dbias
+
+
+# --------------------------------------------------------------------------
+# Batch norm on (N, C, L): one channel per task, so the statistics of a
+# channel are summed by one thread in the order (n, l).
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _batch_norm_train_loop(x, weight, bias, eps, out, xhat, inv_std, mean, var):
+    """mean, biased var over (n, l); x̂ = (x - mean)/sqrt(var + eps); out = x̂·w + b."""
+    N, C, L = x.shape
+    count = x.dtype.type(N * L)
+    one = x.dtype.type(1)
+    for c in prange(C):
+        total = x.dtype.type(0)
+        for n in range(N):
+            total += _lane_sum(x[n, c])
+        mu = total / count
+        # Two passes (mean, then squared deviations) avoid the cancellation of E[x²] - E[x]².
+        squares = x.dtype.type(0)
+        for n in range(N):
+            for l in range(L):
+                deviation = x[n, c, l] - mu
+                squares += deviation * deviation
+        sigma2 = squares / count
+        scale = one / np.sqrt(sigma2 + eps)
+        mean[c], var[c], inv_std[c] = mu, sigma2, scale
+        for n in range(N):
+            for l in range(L):
+                normalised = (x[n, c, l] - mu) * scale
+                xhat[n, c, l] = normalised
+                out[n, c, l] = normalised * weight[c] + bias[c]
+
+
+@njit(parallel=True, cache=True)
+def _batch_norm_eval_loop(x, running_mean, running_var, weight, bias, eps, out, xhat, inv_std):
+    """x̂ = (x - running_mean)/sqrt(running_var + eps); out = x̂·w + b."""
+    N, C, L = x.shape
+    one = x.dtype.type(1)
+    for c in prange(C):
+        scale = one / np.sqrt(running_var[c] + eps)
+        inv_std[c] = scale
+        for n in range(N):
+            for l in range(L):
+                normalised = (x[n, c, l] - running_mean[c]) * scale
+                xhat[n, c, l] = normalised
+                out[n, c, l] = normalised * weight[c] + bias[c]
+
+
+@njit(parallel=True, cache=True)
+def _batch_norm_backward_loop(grad, xhat, inv_std, weight, training, dx, dweight, dbias):
+    """db = Σ g, dw = Σ g·x̂; dx = (dx̂ - mean(dx̂) - x̂·mean(dx̂·x̂))·inv_std with dx̂ = g·w in training,
+    dx = dx̂·inv_std with running statistics (BN is then an affine map)."""
+    N, C, L = grad.shape
+    count = grad.dtype.type(N * L)
+    for c in prange(C):
+        sum_g = grad.dtype.type(0)
+        sum_g_xhat = grad.dtype.type(0)
+        for n in range(N):
+            sum_g += _lane_sum(grad[n, c])
+            sum_g_xhat += _lane_dot(grad[n, c], xhat[n, c])
+        dbias[c], dweight[c] = sum_g, sum_g_xhat
+        # Σ dx̂ = w·Σ g and Σ dx̂·x̂ = w·Σ g·x̂: the two statistics come with db and dw.
+        mean_dxhat = weight[c] * sum_g / count
+        mean_dxhat_xhat = weight[c] * sum_g_xhat / count
+        for n in range(N):
+            for l in range(L):
+                dxhat = grad[n, c, l] * weight[c]
+                if training:
+                    dx[n, c, l] = (dxhat - mean_dxhat - xhat[n, c, l] * mean_dxhat_xhat) * inv_std[c]
+                else:
+                    dx[n, c, l] = dxhat * inv_std[c]
+
+
+def _batch_norm_inputs(kernel, x, x_name="x", **per_channel):
+    x = _as_float(kernel, x_name, x, 3)
+    arrays = [x]
+    for name, value in per_channel.items():
+        value = _as_float(kernel, name, value, 1, x.dtype)
+        _check_shape(kernel, name, value, (x.shape[1],))
+        arrays.append(value)
+    return arrays
+
+
+def batch_norm_train_forward(x, weight, bias, eps):
+    """Returns ``(out, xhat, inv_std, mean, biased_var)`` with batch statistics."""
+    x, weight, bias = _batch_norm_inputs("batch_norm_train_forward", x, weight=weight, bias=bias)
+    out, xhat = np.empty_like(x), np.empty_like(x)
+    inv_std, mean, var = (np.empty(x.shape[1], x.dtype) for _ in range(3))
+    _batch_norm_train_loop(x, weight, bias, x.dtype.type(eps), out, xhat, inv_std, mean, var)
+    return out, xhat, inv_std, mean, var
+
+
+def batch_norm_eval_forward(x, running_mean, running_var, weight, bias, eps):
+    """Returns ``(out, xhat, inv_std)`` with the running statistics."""
+    x, running_mean, running_var, weight, bias = _batch_norm_inputs(
+        "batch_norm_eval_forward", x, running_mean=running_mean, running_var=running_var,
+        weight=weight, bias=bias)
+    out, xhat = np.empty_like(x), np.empty_like(x)
+    inv_std = np.empty(x.shape[1], x.dtype)
+    _batch_norm_eval_loop(x, running_mean, running_var, weight, bias, x.dtype.type(eps), out, xhat, inv_std)
+    return out, xhat, inv_std
+
+
+def batch_norm_backward(grad, xhat, inv_std, weight, training):
+    grad, inv_std, weight = _batch_norm_inputs("batch_norm_backward", grad, "grad", inv_std=inv_std, weight=weight)
+    xhat = _as_float("batch_norm_backward", "xhat", xhat, 3, grad.dtype)
+    _check_shape("batch_norm_backward", "xhat", xhat, grad.shape)
+    dx = np.empty_like(grad)
+    dweight, dbias = np.empty(grad.shape[1], grad.dtype), np.empty(grad.shape[1], grad.dtype)
+    _batch_norm_backward_loop(grad, xhat, inv_std, weight, bool(training), dx, dweight, dbias)
+    return dx, dweight, dbias
+
+
+# --------------------------------------------------------------------------
+# Softmax cross-entropy, mean over the batch
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _softmax_cross_entropy_loop(logits, labels, probs, picked):
+    """log p[b, k] = z[b, k] - m - log Σ_k exp(z[b, k] - m), m = max_k z[b, k]; picked[b] = log p[b, label]."""
+    B, K = logits.shape
+    for b in prange(B):
+        _, peak, _ = _sum_and_first_max(logits[b])
+        total = logits.dtype.type(0)
+        for k in range(K):
+            total += np.exp(logits[b, k] - peak)
+        log_total = np.log(total)
+        for k in range(K):
+            probs[b, k] = np.exp((logits[b, k] - peak) - log_total)
+        picked[b] = (logits[b, labels[b]] - peak) - log_total
+
+
+@njit(parallel=True, cache=True)
+def _softmax_cross_entropy_backward_loop(probs, labels, scale, dlogits):
+    """dz[b, k] = (p[b, k] - [k == label]) · g / B."""
+    one = probs.dtype.type(1)
+    for b in prange(probs.shape[0]):
+        for k in range(probs.shape[1]):
+            target = one if k == labels[b] else probs.dtype.type(0)
+            dlogits[b, k] = (probs[b, k] - target) * scale
+
+
+def _labels(kernel, labels, batch, classes):
+    return _as_index(kernel, "labels", labels, (batch,), classes)
+
+
+def softmax_cross_entropy_forward(logits, labels):
+    """Returns ``(loss, probabilities)``; ``loss`` is a 0-d array."""
+    logits = _as_float("softmax_cross_entropy_forward", "logits", logits, 2)
+    labels = _labels("softmax_cross_entropy_forward", labels, *logits.shape)
+    probs = np.empty_like(logits)
+    picked = np.empty(logits.shape[0], logits.dtype)
+    _softmax_cross_entropy_loop(logits, labels, probs, picked)
+    # The batch mean runs after the parallel loop, in order b = 0..B-1.
+    loss = -(_lane_sum(picked) / logits.dtype.type(len(picked)))
+    return np.asarray(loss, logits.dtype), probs
+
+
+def softmax_cross_entropy_backward(grad, probs, labels):
+    probs = _as_float("softmax_cross_entropy_backward", "probs", probs, 2)
+    labels = _labels("softmax_cross_entropy_backward", labels, *probs.shape)
+    grad = _as_float("softmax_cross_entropy_backward", "grad", grad, 0, probs.dtype)
+    dlogits = np.empty_like(probs)
+    _softmax_cross_entropy_backward_loop(probs, labels, grad[()] / probs.dtype.type(len(labels)), dlogits)
+    return dlogits
+
+
+# --------------------------------------------------------------------------
+# Fused attention kernels: one pass over the (N, C, H, W) tensor where the
+# numpy backend composes several kernels (and several passes).
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _global_avg_max_pool_loop(planes, avg, peak, index):
+    """CBAM's channel descriptors: avg[p] = mean of plane p, peak[p] = its max, index[p] = first argmax."""
+    count = planes.dtype.type(planes.shape[1])
+    for p in prange(planes.shape[0]):
+        total, peak[p], index[p] = _sum_and_first_max(planes[p])
+        avg[p] = total / count
+
+
+@njit(parallel=True, cache=True)
+def _global_avg_max_pool_backward_loop(grad_avg, grad_max, index, dx):
+    """dx[p, s] = g_avg[p]/S + (g_max[p] if s is the argmax): each plane written once."""
+    count = dx.dtype.type(dx.shape[1])
+    for p in prange(dx.shape[0]):
+        share = grad_avg[p] / count
+        for s in range(dx.shape[1]):
+            dx[p, s] = share
+        dx[p, index[p]] += grad_max[p]
+
+
+@njit(parallel=True, cache=True)
+def _channel_gate_and_pool_loop(x, gate, y, pooled, index):
+    """y = gate ⊗ x, pooled[n, 0] = mean_c y, pooled[n, 1] = max_c y, index = first argmax over c."""
+    N, C, S = x.shape
+    count = x.dtype.type(C)
+    zero = x.dtype.type(0)
+    blocks = _block_count(S)
+    for task in prange(N * blocks):
+        n = task // blocks
+        start = (task % blocks) * PIXEL_BLOCK
+        stop = min(start + PIXEL_BLOCK, S)
+        mean, peak, where = pooled[n, 0], pooled[n, 1], index[n]
+        for s in range(start, stop):
+            mean[s] = zero
+            peak[s] = -np.inf
+            where[s] = 0
+        # Channel rows in order: x is read once and y written once; the running
+        # mean/max rows of this block stay in L1 between channels.
+        for c in range(C):
+            g = gate[n, c]
+            for s in range(start, stop):
+                value = x[n, c, s] * g
+                y[n, c, s] = value
+                mean[s] += value
+                if value > peak[s]:  # strict: the first maximal channel wins
+                    peak[s] = value
+                    where[s] = c
+        for s in range(start, stop):
+            mean[s] /= count
+
+
+@njit(parallel=True, cache=True)
+def _channel_gate_and_pool_backward_loop(grad_y, grad_pooled, x, gate, index, dx, dgate):
+    """dy = g_y + g_mean/C + g_max·[c = argmax]; dx = dy·gate; dgate[n, c] = Σ_s dy·x.
+
+    One (n, c) plane per task: the task owns dx[n, c] and dgate[n, c]. dy is
+    built in dx's plane first (it stays in L1), then reduced against x and scaled.
+    """
+    N, C, S = x.shape
+    count = x.dtype.type(C)
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        grad_mean, grad_max, where, out = grad_pooled[n, 0], grad_pooled[n, 1], index[n], dx[n, c]
+        for s in range(S):
+            dy = grad_y[n, c, s] + grad_mean[s] / count
+            if where[s] == c:
+                dy += grad_max[s]
+            out[s] = dy
+        dgate[n, c] = _lane_dot(out, x[n, c])
+        g = gate[n, c]
+        for s in range(S):
+            out[s] *= g
+
+
+@njit(parallel=True, cache=True)
+def _residual_gate_loop(x, channel_logit, spatial_logit, out):
+    """out = x + x·σ(Mc[n, c] + Ms[n, s]), i.e. BAM's (1 + σ(Mc + Ms)) ⊗ F."""
+    N, C, S = x.shape
+    one = x.dtype.type(1)
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        mc = channel_logit[n, c]
+        for s in range(S):
+            value = x[n, c, s]
+            out[n, c, s] = value + value * _sigmoid(mc + spatial_logit[n, s], one)
+
+
+@njit(parallel=True, cache=True)
+def _residual_gate_backward_loop(grad, x, channel_logit, spatial_logit, dx, dspatial, dchannel_parts):
+    """σ = σ(Mc + Ms); dx = g·(1 + σ); dz = g·x·σ(1 - σ); dMs[n, s] = Σ_c dz; dMc[n, c] = Σ_s dz.
+
+    A task is one sample and one pixel block: it owns dMs[n, block] and adds the
+    channels in order; dMc needs every block, so each task writes its partial
+    sum to dchannel_parts[n, block, c] and the blocks are added afterwards in
+    order (the block layout depends on S only, never on the thread count).
+    """
+    N, C, S = x.shape
+    one = x.dtype.type(1)
+    blocks = dchannel_parts.shape[1]
+    for task in prange(N * blocks):
+        n = task // blocks
+        block = task % blocks
+        start = block * PIXEL_BLOCK
+        stop = min(start + PIXEL_BLOCK, S)
+        dlogit = np.empty(stop - start, x.dtype)
+        spatial_total = dspatial[n]
+        for s in range(start, stop):
+            spatial_total[s] = x.dtype.type(0)
+        for c in range(C):
+            mc = channel_logit[n, c]
+            for s in range(start, stop):
+                gate = _sigmoid(mc + spatial_logit[n, s], one)
+                upstream = grad[n, c, s]
+                dx[n, c, s] = upstream * (one + gate)
+                dlogit[s - start] = upstream * x[n, c, s] * gate * (one - gate)
+            for s in range(start, stop):
+                spatial_total[s] += dlogit[s - start]
+            dchannel_parts[n, block, c] = _lane_sum(dlogit)
+
+
+@njit(parallel=True, cache=True)
+def _sum_blocks_loop(parts, total):
+    """total[n, c] = Σ_block parts[n, block, c], blocks in order."""
+    N, blocks, C = parts.shape
+    for task in prange(N * C):
+        n = task // C
+        c = task % C
+        acc = parts[n, 0, c]
+        for block in range(1, blocks):
+            acc += parts[n, block, c]
+        total[n, c] = acc
+
+
+def global_avg_max_pool_forward(x):
+    """CBAM's two descriptors in one pass: ``(avg (N,C), max (N,C), index (N,C))``."""
+    planes, nc = _planes("global_avg_max_pool_forward", x)
+    avg, peak = np.empty(planes.shape[0], planes.dtype), np.empty(planes.shape[0], planes.dtype)
+    index = np.empty(planes.shape[0], np.int64)
+    _global_avg_max_pool_loop(planes, avg, peak, index)
+    return avg.reshape(nc), peak.reshape(nc), index.reshape(nc)
+
+
+def global_avg_max_pool_backward(grad_avg, grad_max, index, shape):
+    kernel = "global_avg_max_pool_backward"
+    grad_avg, shape, dx = _pooled_grad(kernel, grad_avg, shape)
+    grad_max = _as_float(kernel, "grad_max", grad_max, 2, dx.dtype)
+    _check_shape(kernel, "grad_max", grad_max, shape[:2])
+    index = _as_index(kernel, "index", index, shape[:2], dx.shape[1])
+    _global_avg_max_pool_backward_loop(grad_avg, grad_max.reshape(-1), index.reshape(-1), dx)
+    return dx.reshape(shape)
+
+
+def _gated_inputs(kernel, x, gate):
+    x3, pooled_shape = _channels(kernel, x)
+    gate = _as_float(kernel, "gate", gate, 2, x3.dtype)
+    _check_shape(kernel, "gate", gate, x3.shape[:2])
+    return x3, gate, pooled_shape
+
+
+def channel_gate_and_pool_forward(x, gate):
+    """``y = gate ⊗ x`` and CBAM's channel pool of y: ``(y, pooled (N,2,H,W) = [mean; max], index)``."""
+    x3, gate, (N, _, H, W) = _gated_inputs("channel_gate_and_pool_forward", x, gate)
+    y = np.empty_like(x3)
+    pooled = np.empty((N, 2, H * W), x3.dtype)
+    index = np.empty((N, H * W), np.int64)
+    _channel_gate_and_pool_loop(x3, gate, y, pooled, index)
+    return y.reshape(np.shape(x)), pooled.reshape(N, 2, H, W), index.reshape(N, 1, H, W)
+
+
+def channel_gate_and_pool_backward(grad_y, grad_pooled, x, gate, index):
+    """Returns ``(dx, dgate)``."""
+    kernel = "channel_gate_and_pool_backward"
+    x3, gate, (N, _, H, W) = _gated_inputs(kernel, x, gate)
+    grad_y = _as_float(kernel, "grad_y", grad_y, 4, x3.dtype)
+    _check_shape(kernel, "grad_y", grad_y, np.shape(x))
+    grad_pooled = _as_float(kernel, "grad_pooled", grad_pooled, 4, x3.dtype)
+    _check_shape(kernel, "grad_pooled", grad_pooled, (N, 2, H, W))
+    index = _as_index(kernel, "index", index, (N, 1, H, W), x3.shape[1])
+    dx = np.empty_like(x3)
+    dgate = np.empty(gate.shape, x3.dtype)
+    _channel_gate_and_pool_backward_loop(grad_y.reshape(x3.shape), grad_pooled.reshape(N, 2, H * W), x3,
+                                         gate, index.reshape(N, H * W), dx, dgate)
+    return dx.reshape(np.shape(x)), dgate
+
+
+def _residual_inputs(kernel, x, channel_logit, spatial_logit):
+    x3, spatial_shape = _channels(kernel, x)
+    channel_logit = _as_float(kernel, "channel_logit", channel_logit, 2, x3.dtype)
+    _check_shape(kernel, "channel_logit", channel_logit, x3.shape[:2])
+    spatial_logit = _as_float(kernel, "spatial_logit", spatial_logit, 4, x3.dtype)
+    _check_shape(kernel, "spatial_logit", spatial_logit, spatial_shape)
+    return x3, channel_logit, spatial_logit.reshape(x3.shape[0], x3.shape[2])
+
+
+def residual_gate_forward(x, channel_logit, spatial_logit):
+    """BAM's output ``(1 + σ(Mc + Ms)) ⊗ x`` with Mc (N,C) and Ms (N,1,H,W) broadcast."""
+    x3, channel_logit, spatial_logit = _residual_inputs("residual_gate_forward", x, channel_logit, spatial_logit)
+    out = np.empty_like(x3)
+    _residual_gate_loop(x3, channel_logit, spatial_logit, out)
+    return out.reshape(np.shape(x))
+
+
+def residual_gate_backward(grad, x, channel_logit, spatial_logit):
+    """Returns ``(dx, dchannel_logit (N,C), dspatial_logit (N,1,H,W))``."""
+    kernel = "residual_gate_backward"
+    x3, channel_logit, spatial_logit = _residual_inputs(kernel, x, channel_logit, spatial_logit)
+    grad = _as_float(kernel, "grad", grad, 4, x3.dtype)
+    _check_shape(kernel, "grad", grad, np.shape(x))
+    N, C, S = x3.shape
+    dx = np.empty_like(x3)
+    dspatial = np.empty((N, S), x3.dtype)
+    parts = np.empty((N, -(-S // PIXEL_BLOCK), C), x3.dtype)
+    _residual_gate_backward_loop(grad.reshape(x3.shape), x3, channel_logit, spatial_logit, dx, dspatial, parts)
+    dchannel = np.empty((N, C), x3.dtype)
+    _sum_blocks_loop(parts, dchannel)
+    N, _, H, W = np.shape(x)
+    return dx.reshape(N, C, H, W), dchannel, dspatial.reshape(N, 1, H, W)
