@@ -7,13 +7,9 @@ a real GPU.
 """
 import sys
 
-import numba
 import pytest
-from numba import cuda
 
-SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
-CUDA_RUNS = cuda.is_available()
-REAL_GPU = CUDA_RUNS and not SIMULATOR
+from cuda_cases import CUDA_RUNS, REAL_GPU, SIMULATOR
 
 if SIMULATOR:
     # The simulator runs one Python thread per CUDA thread and parks them at every

@@ -1,10 +1,18 @@
-"""Arguments for every kernel in KERNEL_NAMES, built with the NumPy reference where one kernel
-needs another's output (a saved index, xhat, ...), and a comparison against the reference."""
+"""What the CUDA tests share: whether CUDA runs in this process, arguments for every kernel in
+KERNEL_NAMES (built with the NumPy reference where one kernel needs another's output: a saved index,
+xhat, ...), and the comparison against the reference."""
+import numba
 import numpy as np
+from numba import cuda
 
 from minitorch_attn.backends import KERNEL_NAMES
 from minitorch_attn.backends import numpy_backend as reference
 from minitorch_attn.testing import assert_close
+
+SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
+#: numba's CUDA works in this process: a GPU, or the simulator
+CUDA_RUNS = cuda.is_available()
+REAL_GPU = CUDA_RUNS and not SIMULATOR
 
 
 def sample(rng, shape, dtype, ties):
