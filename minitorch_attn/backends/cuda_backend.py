@@ -10,7 +10,8 @@ Without a GPU and without the simulator the import still succeeds, kernels are
 only compiled lazily, and :func:`availability` says what to do.
 
 How the kernels map work onto threads (all deterministic: no atomics, every
-reduction adds in a fixed order, so repeated runs give identical bits):
+reduction adds in a fixed order, so repeated runs give identical bits; another
+``threads_per_block`` regroups the partial sums, which moves only the last bits):
 
 * element-wise work: a grid-stride loop, ``for k in range(cuda.grid(1), size, cuda.gridsize(1))``;
 * reductions (pools, batch-norm statistics, weight/bias/gate gradients): one
@@ -94,7 +95,8 @@ def _on_device(shape, dtype):
 # --------------------------------------------------------------------------
 @cuda.jit(device=True)
 def _block_sum(partial, scratch):
-    """Sum of every thread's ``partial`` over the block, by halving: thread t adds t + half."""
+    """Sum of every thread's ``partial`` over the block (blockDim a power of two), by halving:
+    thread t adds in thread t + half, so the order of the additions never changes."""
     t = cuda.threadIdx.x
     scratch[t] = partial
     cuda.syncthreads()
@@ -560,7 +562,7 @@ def _sum_over_axes(d_src, shape, axes, divisor=1):
     summed_strides = np.array([strides[a] for a in axes] or [0], np.int64)
     out = _on_device(int(kept_shape.prod()), d_src.dtype)
     _launch(_sum_kernel, blocks=out.size, reduce_over=int(summed_shape.prod()))(
-        d_src.reshape(-1) if d_src.ndim > 1 else d_src,
+        d_src.reshape(d_src.size),
         *_to_device(kept_shape, kept_strides, summed_shape, summed_strides), divisor, out)
     return out
 
