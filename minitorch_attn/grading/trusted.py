@@ -1,0 +1,216 @@
+"""Trusted stand-ins for every exercise, computed with PyTorch.
+
+While exercise X is graded, every other exercise runs one of these (see
+:func:`minitorch_attn.grading.isolation.isolate`), so an unfinished lesson 2
+cannot fail lesson 5's tests. Each has the exercise's signature and return
+convention (tuples, ``None`` for an absent bias, the input's dtype), but gets
+its numbers from ``torch.autograd`` (or a torch scatter), not from the
+reference solution, so shipping this file in the student edition gives no
+solution away.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..autograd import Function
+
+
+def _leaf(array):
+    return torch.tensor(np.asarray(array), requires_grad=True)
+
+
+def _vector_jacobian(function, arrays, upstream):
+    """Gradients of ``sum(function(*arrays) * upstream)`` w.r.t. each array, as ndarrays of their dtype."""
+    leaves = [_leaf(a) for a in arrays]
+    with torch.enable_grad():
+        out = function(*leaves)
+    grads = torch.autograd.grad(out, leaves, torch.as_tensor(np.asarray(upstream)), allow_unused=True)
+    return [np.zeros_like(a) if g is None else g.numpy() for a, g in zip(arrays, grads)]
+
+
+def global_avg_pool_backward(grad, shape):
+    (dx,) = _vector_jacobian(lambda x: x.mean(dim=(2, 3)), [np.zeros(shape, grad.dtype)], grad)
+    return dx
+
+
+def _scatter(grad, index, shape, axis):
+    return torch.zeros(shape, dtype=torch.from_numpy(grad).dtype).scatter_(
+        axis, torch.from_numpy(np.asarray(index, np.int64)), torch.from_numpy(grad)).numpy()
+
+
+def global_max_pool_backward(grad, index, shape):
+    N, C, H, W = shape
+    return _scatter(grad[:, :, None], index[:, :, None], (N, C, H * W), 2).reshape(shape)
+
+
+def channel_mean_backward(grad, shape):
+    (dx,) = _vector_jacobian(lambda x: x.mean(dim=1, keepdim=True), [np.zeros(shape, grad.dtype)], grad)
+    return dx
+
+
+def channel_max_backward(grad, index, shape):
+    return _scatter(grad, index, shape, 1)
+
+
+def linear_backward(grad, x, weight, has_bias):
+    if not has_bias:
+        dx, dweight = _vector_jacobian(F.linear, [x, weight], grad)
+        return dx, dweight, None
+    bias = np.zeros(weight.shape[0], weight.dtype)
+    return tuple(_vector_jacobian(F.linear, [x, weight, bias], grad))
+
+
+def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias):
+    def conv(x, weight, bias=None):
+        return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    if not has_bias:
+        dx, dweight = _vector_jacobian(conv, [x, weight], grad)
+        return dx, dweight, None
+    bias = np.zeros(weight.shape[0], weight.dtype)
+    return tuple(_vector_jacobian(conv, [x, weight, bias], grad))
+
+
+def batch_norm_backward(grad, xhat, inv_std, weight, training):
+    # The kernel sees xhat and 1/σ, not x: x = xhat/inv_std has the same normalised
+    # values, and an eps chosen per channel makes var(x) + eps equal 1/inv_std²,
+    # so torch.autograd differentiates exactly the statistics of the forward pass.
+    as64 = [np.asarray(a, np.float64) for a in (grad, xhat, inv_std, weight)]
+    grad64, xhat64, inv_std64, weight64 = as64
+    x = xhat64 / inv_std64[None, :, None]
+    denominator = torch.from_numpy(1 / inv_std64 ** 2)[None, :, None]
+
+    def normalise(x, weight, bias):
+        if not training:
+            return (x * torch.from_numpy(inv_std64)[None, :, None]) * weight[None, :, None] + bias[None, :, None]
+        centred = x - x.mean(dim=(0, 2), keepdim=True)
+        variance = (centred ** 2).mean(dim=(0, 2), keepdim=True)
+        eps = (denominator - variance).detach()
+        return centred / torch.sqrt(variance + eps) * weight[None, :, None] + bias[None, :, None]
+
+    grads = _vector_jacobian(normalise, [x, weight64, np.zeros_like(weight64)], grad64)
+    return tuple(g.astype(grad.dtype) for g in grads)
+
+
+def residual_gate_backward(grad, x, channel_logit, spatial_logit):
+    def gate(x, channel_logit, spatial_logit):
+        return x * (1 + torch.sigmoid(channel_logit[:, :, None, None] + spatial_logit))
+
+    return tuple(_vector_jacobian(gate, [x, channel_logit, spatial_logit], grad))
+
+
+# --------------------------------------------------------------------------
+# Module-level exercises take and return minitorch Tensors. The torch part runs
+# inside one Function (forward by torch, backward by torch.autograd), so the
+# result joins minitorch's tape like any other op; layers that are not
+# exercises (BatchNorm modules) are called as they are.
+# --------------------------------------------------------------------------
+class _TorchComputation(Function):
+    @staticmethod
+    def forward(ctx, *arrays, compute):
+        ctx.leaves = [_leaf(a) for a in arrays]
+        with torch.enable_grad():
+            ctx.out = compute(*ctx.leaves)
+        return ctx.out.detach().numpy().copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        grads = torch.autograd.grad(ctx.out, ctx.leaves, torch.from_numpy(np.ascontiguousarray(grad)),
+                                    allow_unused=True)
+        return tuple(None if g is None else g.numpy() for g in grads)
+
+
+def _in_torch(compute, *tensors):
+    """``compute(*torch tensors)`` as a minitorch Tensor whose backward is torch's."""
+    return _TorchComputation.apply(*tensors, compute=compute)
+
+
+def _broadcast_logit(logit):
+    """(N, C) -> (N, C, 1, 1); (N, 1, H, W) stays."""
+    return logit.reshape(logit.shape + (1,) * (4 - logit.dim()))
+
+
+def channel_attention_logit(descriptors, w0, b0, w1, b1):
+    def shared_mlp_sum(w0, b0, w1, b1, *descriptors):
+        return sum(F.linear(torch.relu(F.linear(d, w0, b0)), w1, b1) for d in descriptors)
+
+    return _in_torch(shared_mlp_sum, w0, b0, w1, b1, *descriptors)
+
+
+def spatial_attention_logit(compressed, weight, bn=None):
+    size = weight.shape[-1]
+    logit = _in_torch(lambda c, w: F.conv2d(c, w, padding=size // 2), compressed, weight)
+    return logit if bn is None else bn(logit)
+
+
+def cbam_attention(x, channel_gate, spatial_gate, arrangement="channel-spatial"):
+    def gated(features, logit):
+        return _in_torch(lambda f, g: f * torch.sigmoid(_broadcast_logit(g)), features, logit)
+
+    if spatial_gate is None:
+        return gated(x, channel_gate.logit(x))
+    if arrangement == "parallel":
+        return _in_torch(lambda f, c, s: f * torch.sigmoid(_broadcast_logit(c) + s),
+                         x, channel_gate.logit(x), spatial_gate.logit(x))
+    first, second = (spatial_gate, channel_gate) if arrangement == "spatial-channel" else (channel_gate, spatial_gate)
+    refined = gated(x, first.logit(x))
+    return gated(refined, second.logit(refined))
+
+
+def bam_spatial_logit(x, convs, norms, dilation):
+    h = x
+    for layer, ((weight, bias), norm) in enumerate(zip(convs, norms)):
+        # The first and last convs are 1×1; the ones between are the dilated 3×3 convs.
+        spread = dilation if 0 < layer < len(convs) - 1 else 1
+        h = _in_torch(lambda h, w, b: F.conv2d(h, w, b, padding=spread * (w.shape[-1] // 2), dilation=spread),
+                      h, weight, bias)
+        if norm is not None:
+            h = norm(h)
+        if layer < len(convs) - 1:
+            h = _in_torch(torch.relu, h)
+    return h
+
+
+def bam_fuse(x, channel_logit, spatial_logit, fusion="sum"):
+    logits = [t for t in (channel_logit, spatial_logit) if t is not None]
+
+    def residual(f, *logits):
+        expanded = [_broadcast_logit(g) for g in logits]
+        if len(expanded) == 1:
+            combined = expanded[0]
+        elif fusion == "sum":
+            combined = expanded[0] + expanded[1]
+        elif fusion == "product":
+            combined = expanded[0] * expanded[1]
+        else:  # max; at ties the gradient goes to the channel logit
+            combined = torch.where(expanded[0] >= expanded[1], expanded[0], expanded[1])
+        return f * (1 + torch.sigmoid(combined))
+
+    return _in_torch(residual, x, *logits)
+
+
+def channel_mean_forward(x):
+    """The Numba (9.1) and CUDA (9.2) channel-mean kernels: (N, C, H, W) -> (N, 1, H, W)."""
+    return torch.from_numpy(np.ascontiguousarray(x)).mean(dim=1, keepdim=True).numpy()
+
+
+#: Exercise id -> trusted implementation. Every exercise in the registry must have one (a test checks).
+TRUSTED = {
+    "1.1": global_avg_pool_backward,
+    "1.2": global_max_pool_backward,
+    "2.1": linear_backward,
+    "3.1": channel_mean_backward,
+    "3.2": channel_max_backward,
+    "3.3": conv2d_backward,
+    "5.1": batch_norm_backward,
+    "7.1": residual_gate_backward,
+    "2.2": channel_attention_logit,
+    "3.4": spatial_attention_logit,
+    "4.1": cbam_attention,
+    "6.1": bam_spatial_logit,
+    "7.2": bam_fuse,
+    "9.1": channel_mean_forward,
+    "9.2": channel_mean_forward,
+}
