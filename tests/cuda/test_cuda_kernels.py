@@ -2,6 +2,8 @@
 `NUMBA_ENABLE_CUDASIM=1 pytest -m cudasim tests/cuda`, or on a GPU)."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minitorch_attn.backends import KERNEL_NAMES
 from minitorch_attn.backends import numpy_backend as reference
@@ -139,3 +141,45 @@ def test_ops_run_on_the_cuda_backend():
             results[name] = (out.data, tx.grad, tw.grad)
     for ours, expected in zip(results["cuda"], results["numpy"]):
         np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_conv2d_random_geometry(data):
+    from minitorch_attn.backends import cuda_backend
+
+    groups = data.draw(st.sampled_from([1, 2]), "groups")
+    C, C_out = groups * data.draw(st.integers(1, 2)), groups * data.draw(st.integers(1, 2))
+    KH, KW = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    stride = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    padding = (data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2)))
+    dilation = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    H = data.draw(st.integers(max(1, dilation[0] * (KH - 1) + 1 - 2 * padding[0]), 6))
+    W = data.draw(st.integers(max(1, dilation[1] * (KW - 1) + 1 - 2 * padding[1]), 6))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((data.draw(st.integers(1, 2)), C, H, W))
+    weight = rng.standard_normal((C_out, C // groups, KH, KW))
+    bias = rng.standard_normal(C_out)
+    options = (stride, padding, dilation, groups)
+    saved, cuda_backend.threads_per_block = cuda_backend.threads_per_block, 8
+    try:
+        assert_matches_reference(cuda_backend, "conv2d_forward", (x, weight, bias, *options))
+        grad = rng.standard_normal(reference.conv2d_forward(x, weight, bias, *options).shape)
+        assert_matches_reference(cuda_backend, "conv2d_backward", (grad, x, weight, *options, True))
+    finally:
+        cuda_backend.threads_per_block = saved
+
+
+@settings(max_examples=15, deadline=None)
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 5), st.integers(1, 5)),
+       ties=st.booleans(), seed=st.integers(0, 2**16))
+def test_attention_kernels_random_shapes(shape, ties, seed):
+    from minitorch_attn.backends import cuda_backend
+
+    saved, cuda_backend.threads_per_block = cuda_backend.threads_per_block, 8
+    try:
+        for name in ["global_avg_max_pool_forward", "channel_gate_and_pool_forward",
+                     "channel_gate_and_pool_backward", "residual_gate_backward"]:
+            assert_matches_reference(cuda_backend, name, kernel_args(name, np.float64, shape, ties, seed))
+    finally:
+        cuda_backend.threads_per_block = saved
