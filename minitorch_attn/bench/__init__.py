@@ -1,0 +1,26 @@
+"""The benchmark: every op and the CBAM and BAM blocks on each backend against PyTorch CPU eager.
+
+``python -m minitorch_attn.bench`` (``make bench``) runs, for each (N,C,H,W) and dtype:
+
+1. a *check* per backend: our op/block and the PyTorch one on the same inputs, parameters and upstream
+   gradient must agree (outputs and every gradient, relative error below ``worker.CHECK_TOLERANCE``);
+   a mismatch is reported and that backend is not timed there;
+2. a *timing* group per side (PyTorch, then each of our backends), each in its own process started
+   with the same environment (``runner.child_environment``): glibc's ``MALLOC_MMAP_THRESHOLD_`` and
+   ``MALLOC_TRIM_THRESHOLD_`` fixed (else page faults dominate PyTorch's timings) and OpenMP, Numba and
+   BLAS capped at ``--threads``. PyTorch and Numba never share a process: their two OpenMP runtimes
+   slow each other down. Every measurement warms up (JIT compilation included), then repeats until
+   ``--min-reps`` calls and ``--min-time`` seconds; the median and the interquartile range are kept.
+   Each timing process also measures its copy bandwidth on an F-sized array;
+3. the *report*: ratio vs PyTorch's fastest formulation and time over the memory-traffic floor
+   (``traffic.FLOOR``: the bytes a pass must move, at the best copy bandwidth measured for that shape).
+
+The results document (JSON, ``bench-results/<machine>.json``):
+``machine`` {cpu, cores, threads, system}, ``versions``, ``date``, ``command``, ``settings``,
+``checks`` [{case, variant, backend, shape, dtype, max_rel_error | error}],
+``bandwidth`` [{shape, dtype, side, gb_per_s}],
+``entries`` [{name, kind (op/block), shape, dtype, pass (fwd / fwd+bwd), backend, median_ms, iqr_ms, reps,
+threads, ratio_vs_torch (PyTorch ms / ours: > 1 is faster than PyTorch), floor_ms, time_over_floor;
+PyTorch rows add torch_variant and torch_variants_ms}],
+``goals`` [{goal, shape, quantity, value, target, met}], ``failures`` [check messages].
+"""

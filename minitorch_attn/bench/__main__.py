@@ -1,0 +1,118 @@
+"""``python -m minitorch_attn.bench``: check, time and report (``--help`` lists the options)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+
+from . import report, runner
+from .traffic import PASSES
+
+
+def _shape(text):
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"a shape is NxCxHxW with positive ints, e.g. 16x256x28x28; got {text!r}")
+    return shape
+
+
+def _names(text):
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="python -m minitorch_attn.bench",
+        description="Time every op and the CBAM and BAM blocks (forward, forward+backward) on each backend "
+                    "against PyTorch CPU eager, each side in its own process with the same threads and malloc "
+                    "settings, after checking that both compute the same result.")
+    p.add_argument("--quick", action="store_true",
+                   help=f"one small shape {'x'.join(map(str, runner.QUICK_SHAPE))}, few repetitions (a smoke test)")
+    p.add_argument("--shapes", type=lambda t: tuple(_shape(s) for s in t.split(",")),
+                   help="comma-separated NxCxHxW (default: " + ",".join("x".join(map(str, s)) for s in runner.SHAPES)
+                        + ")")
+    p.add_argument("--dtypes", type=_names, default=("float32",), help="float32 and/or float64 (default float32)")
+    p.add_argument("--backends", type=_names, help="our backends to time (default: every available one)")
+    p.add_argument("--ops", type=_names, help="op cases to time (default: all; 'none' for blocks only)")
+    p.add_argument("--blocks", type=_names, help="blocks to time: cbam,bam (default both; 'none' for ops only)")
+    p.add_argument("--passes", type=_names, default=PASSES, help="fwd and/or fwd+bwd (default both)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads for every side (default: the number of cores, %(default)s here)")
+    p.add_argument("--min-time", type=float, help="seconds of timed calls per measurement (default 0.5)")
+    p.add_argument("--min-reps", type=int, help="timed calls per measurement at least (default 20)")
+    p.add_argument("--out", help="results JSON (default bench-results/<machine>.json, -quick.json with --quick)")
+    p.add_argument("--readme", nargs="?", const="README.md", metavar="README",
+                   help="render the latest full results (or --results) into README between the bench markers; "
+                        "times nothing")
+    p.add_argument("--markdown", action="store_true", help="print the latest results (or --results) as Markdown")
+    p.add_argument("--results", help="the results JSON that --readme/--markdown render")
+    return p
+
+
+def _cases(args):
+    from .ops_cases import OP_CASES
+
+    ops = tuple(OP_CASES) if args.ops is None else () if args.ops == ("none",) else args.ops
+    blocks = runner.BLOCKS if args.blocks is None else () if args.blocks == ("none",) else args.blocks
+    unknown = [name for name in ops if name not in OP_CASES] + [b for b in blocks if b not in runner.BLOCKS]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown}; ops: {sorted(OP_CASES)}, blocks: {list(runner.BLOCKS)}")
+    if not ops + blocks:
+        raise SystemExit("nothing to time: --ops none and --blocks none")
+    return ops + blocks
+
+
+def settings_from(args):
+    unknown = [p for p in args.passes if p not in PASSES] + [d for d in args.dtypes if d not in ("float32", "float64")]
+    if unknown:
+        raise SystemExit(f"unknown pass or dtype {unknown}; passes: {list(PASSES)}, dtypes: float32, float64")
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+    quick = args.quick
+    return runner.Settings(
+        shapes=args.shapes or ((runner.QUICK_SHAPE,) if quick else runner.SHAPES),
+        dtypes=args.dtypes, backends=args.backends or (), cases=_cases(args), passes=args.passes,
+        threads=args.threads,
+        min_time=args.min_time if args.min_time is not None else (0.02 if quick else 0.5),
+        min_reps=args.min_reps if args.min_reps is not None else (3 if quick else 20),
+        warmup_time=0.01 if quick else 0.2, quick=quick)
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if args.readme or args.markdown:
+        with open(args.results or report.latest_results()) as f:
+            section = report.markdown(json.load(f))
+        if args.markdown:
+            print(section, end="")
+        if args.readme:
+            report.update_readme(args.readme, section)
+            print(f"updated {args.readme}", file=sys.stderr)
+        return 0
+    settings = settings_from(args)
+    command = "python -m minitorch_attn.bench" + "".join(" " + shlex.quote(a) for a in (argv or sys.argv[1:]))
+    started = time.perf_counter()
+
+    def log(line):
+        print(f"[{time.perf_counter() - started:6.1f} s] {line}", file=sys.stderr, flush=True)
+
+    document = runner.run(settings, log=log, command=command)
+    out = args.out or os.path.join(
+        "bench-results", runner.machine_slug(document["machine"]) + ("-quick" if settings.quick else "") + ".json")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(document, f, indent=1)
+        f.write("\n")
+    print(report.text_table(document))
+    print(f"\nresults: {out}", flush=True)
+    return 1 if document["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

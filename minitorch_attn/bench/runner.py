@@ -1,0 +1,220 @@
+"""The parent process: starts every check and measurement group as a child with a fixed environment,
+then joins their numbers into entries (ratio vs PyTorch, memory-traffic floor) and goals."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from .ops_cases import REDUCTION
+from .traffic import PASSES, floor_bytes, floor_ms
+
+SHAPES = ((32, 64, 32, 32), (16, 256, 28, 28), (8, 512, 14, 14))
+QUICK_SHAPE = (2, 32, 8, 8)
+BLOCKS = ("cbam", "bam")
+
+#: glibc reads these at process start: without them PyTorch's timings swing by 3× with page faults
+#: (large temporaries are mmap-ed and unmapped on every call). Both sides get the same settings.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+#: The issue's goals, checked at float32: (description, backend, case, pass, quantity, comparison, target).
+GOALS = (
+    ("numba CBAM forward ≥ 1.5× faster than PyTorch", "numba", "cbam", "fwd", "ratio_vs_torch", ">=", 1.5),
+    ("numba CBAM forward+backward ≥ 3× faster than PyTorch", "numba", "cbam", "fwd+bwd", "ratio_vs_torch", ">=", 3.0),
+    ("numba BAM forward+backward at least as fast as PyTorch", "numba", "bam", "fwd+bwd", "ratio_vs_torch", ">=", 1.0),
+    ("numba CBAM forward within 2.5× of the memory-traffic floor", "numba", "cbam", "fwd", "time_over_floor", "<=", 2.5),
+)
+
+
+class ChildFailed(RuntimeError):
+    """A worker process exited with an error (its stderr is in the message)."""
+
+
+@dataclass
+class Settings:
+    shapes: tuple = SHAPES
+    dtypes: tuple = ("float32",)
+    backends: tuple = ()
+    cases: tuple = ()
+    passes: tuple = PASSES
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    min_time: float = 0.5
+    min_reps: int = 20
+    warmup_time: float = 0.2
+    seed: int = 0
+    quick: bool = False
+    child_timeout: float = 1800.0
+
+
+def child_environment(threads):
+    """The parent's environment with the fixed malloc settings and every runtime capped at ``threads``."""
+    env = dict(os.environ)
+    env.update(MALLOC_ENV)
+    env.update({name: str(threads) for name in THREAD_VARIABLES})
+    return env
+
+
+def run_child(spec, settings):
+    """Run one worker with ``spec``; returns its JSON result."""
+    with tempfile.TemporaryDirectory(prefix="mt-bench-") as folder:
+        spec_path, result_path = os.path.join(folder, "spec.json"), os.path.join(folder, "result.json")
+        with open(spec_path, "w") as f:
+            json.dump(spec, f)
+        done = subprocess.run([sys.executable, "-m", "minitorch_attn.bench.worker", spec_path, result_path],
+                              env=child_environment(settings.threads), capture_output=True, text=True,
+                              timeout=settings.child_timeout)
+        if done.returncode != 0:
+            raise ChildFailed(f"{spec['mode']} {spec['side']} {tuple(spec['shape'])} {spec['dtype']} exited with "
+                              f"{done.returncode}:\n{done.stderr[-4000:]}")
+        with open(result_path) as f:
+            return json.load(f)
+
+
+def default_backends():
+    """Our backends that can run here, except CUDA under the simulator (it would time Python, not a GPU)."""
+    from .. import available_backends
+
+    simulated = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+    return tuple(b for b in available_backends() if not (b == "cuda" and simulated))
+
+
+def default_cases():
+    from .ops_cases import OP_CASES
+
+    return tuple(OP_CASES) + BLOCKS
+
+
+def machine_info(threads):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            models = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = models[0] if models else cpu
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "system": platform.platform()}
+
+
+def machine_slug(machine):
+    """A file-name-friendly machine label, e.g. ``amd-epyc-2t``."""
+    words = "".join(ch.lower() if ch.isalnum() else "-" for ch in machine["cpu"]).split("-")
+    return "-".join(w for w in words if w) + f"-{machine['threads']}t"
+
+
+def versions():
+    found = {"python": platform.python_version()}
+    for package in ("numpy", "numba", "numba-cuda", "torch"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def run(settings, log=print, command=None):
+    """Check, then time, every (shape, dtype) group; returns the results document (its schema: the package docstring)."""
+    backends = settings.backends or default_backends()
+    cases = settings.cases or default_cases()
+    document = {
+        "schema": 1,
+        "machine": machine_info(settings.threads),
+        "versions": versions(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command or " ".join([os.path.basename(sys.executable), "-m", "minitorch_attn.bench"]),
+        "settings": {
+            "quick": settings.quick, "threads": settings.threads, "min_time_s": settings.min_time,
+            "min_reps": settings.min_reps, "warmup_s": settings.warmup_time, "seed": settings.seed,
+            "environment": MALLOC_ENV,
+            "forward": "train mode, no graph recorded (no_grad on both sides)",
+            "forward+backward": "train mode, graph recorded, backward from a fixed random upstream gradient",
+        },
+        "checks": [], "bandwidth": [], "entries": [], "failures": [],
+    }
+    for dtype in settings.dtypes:
+        for shape in settings.shapes:
+            base = dict(shape=list(shape), dtype=dtype, cases=list(cases), passes=list(settings.passes),
+                        threads=settings.threads, min_time=settings.min_time, min_reps=settings.min_reps,
+                        warmup_time=settings.warmup_time, seed=settings.seed)
+            log(f"check  {', '.join(backends)} {shape} {dtype} against PyTorch")
+            checks = run_child(dict(base, mode="check", side="check", backends=list(backends)), settings)["checks"]
+            document["checks"] += [dict(c, shape=list(shape), dtype=dtype) for c in checks]
+            timed = []
+            for backend in backends:
+                mine = [c for c in checks if c["backend"] == backend]
+                failed = [c["error"] for c in mine if "error" in c]
+                document["failures"] += failed
+                for message in failed:
+                    log(f"  MISMATCH {message}")
+                if not failed:
+                    log(f"  {backend}: max relative error {max(c['max_rel_error'] for c in mine):.2g}")
+                    timed.append(backend)
+            groups = {}
+            for side in ["torch"] + timed:
+                log(f"time   {side:6s} {shape} {dtype}")
+                groups[side] = run_child(dict(base, mode="time", side=side), settings)
+            join_group(document, groups, shape, dtype)
+    document["goals"] = evaluate_goals(document["entries"])
+    return document
+
+
+def join_group(document, groups, shape, dtype):
+    """Entries of one (shape, dtype): PyTorch's best variant per (case, pass) is the reference."""
+    bandwidths = {side: g["copy_gb_per_s"] for side, g in groups.items() if "copy_gb_per_s" in g}
+    document["bandwidth"] += [dict(shape=list(shape), dtype=dtype, side=side, gb_per_s=value)
+                              for side, value in bandwidths.items()]
+    best_bandwidth = max(bandwidths.values()) if bandwidths else None
+    torch_best = {}
+    for record in groups["torch"]["timings"]:
+        torch_best.setdefault((record["case"], record["pass"]), {})[record["variant"]] = record
+    order = list(torch_best)  # the cases' order, each pass in PASSES order
+    entries = []
+    for side, group in groups.items():
+        for record in group["timings"]:
+            key = (record["case"], record["pass"])
+            variants = torch_best[key]
+            reference = min(variants.values(), key=lambda r: r["median_ms"])
+            if side == "torch" and record is not reference:
+                continue
+            entry = {
+                "name": record["case"], "kind": "block" if record["case"] in BLOCKS else "op",
+                "shape": list(shape), "dtype": dtype, "pass": record["pass"], "backend": side,
+                "median_ms": record["median_ms"], "iqr_ms": record["iqr_ms"], "reps": record["reps"],
+                "threads": group["threads"],
+                "ratio_vs_torch": reference["median_ms"] / record["median_ms"],
+                "floor_ms": None, "time_over_floor": None,
+            }
+            if side == "torch":
+                entry["torch_variant"] = record["variant"]
+                entry["torch_variants_ms"] = {v: r["median_ms"] for v, r in variants.items()}
+            nbytes = floor_bytes(record["case"], record["pass"], shape, dtype, REDUCTION)
+            if nbytes is not None and best_bandwidth:
+                entry["floor_ms"] = floor_ms(nbytes, best_bandwidth)
+                entry["time_over_floor"] = record["median_ms"] / entry["floor_ms"]
+            entries.append(entry)
+    entries.sort(key=lambda e: order.index((e["name"], e["pass"])))  # stable: backends keep their order
+    document["entries"] += entries
+
+
+def evaluate_goals(entries):
+    """The GOALS at each of the issue's shapes that was measured (a --quick run has none)."""
+    goals = []
+    for description, backend, case, pass_name, quantity, comparison, target in GOALS:
+        for entry in entries:
+            if (entry["backend"], entry["name"], entry["pass"], entry["dtype"]) != (backend, case, pass_name, "float32") \
+                    or tuple(entry["shape"]) not in SHAPES:
+                continue
+            value = entry[quantity]
+            if value is None:
+                continue
+            met = value >= target if comparison == ">=" else value <= target
+            goals.append(dict(goal=description, shape=entry["shape"], quantity=quantity, value=value,
+                              target=f"{comparison} {target}", met=met))
+    return goals
+
