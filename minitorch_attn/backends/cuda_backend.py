@@ -4,7 +4,7 @@ Which CUDA is this? ``from numba import cuda`` resolves to the NVIDIA-maintained
 ``numba-cuda`` package (``cuda.implementation == "NVIDIA"``): numba-cuda installs
 an import hook (``_numba_cuda_redirector.pth``) that redirects ``numba.cuda`` to
 it. Its ``__init__`` reads ``NUMBA_ENABLE_CUDASIM`` once, at import: when set it
-loads ``numba.cuda.simulator`` (ours, inside numba-cuda), which runs every CUDA
+loads numba-cuda's own ``numba.cuda.simulator``, which runs every CUDA
 thread as a Python thread and makes ``cuda.is_available()`` True without a GPU.
 Without a GPU and without the simulator the import still succeeds, kernels are
 only compiled lazily, and :func:`availability` says what to do.
@@ -47,6 +47,7 @@ MAX_BLOCKS = 4096
 
 
 def availability():
+    """None when kernels can run here (a GPU, or the simulator), else what to do about it."""
     if cuda.is_available():
         return None
     return ("no CUDA GPU found. To try the CUDA kernels without a GPU, set NUMBA_ENABLE_CUDASIM=1 before "
@@ -69,7 +70,7 @@ def _launch(kernel, *, items=None, blocks=None, reduce_over=None):
     ``blocks=b, reduce_over=m``: one block per output value (b of them), whose
     threads share that value's m inputs and then tree-reduce (a power of two).
     """
-    if threads_per_block > MAX_THREADS_PER_BLOCK or threads_per_block & (threads_per_block - 1):
+    if not 1 <= threads_per_block <= MAX_THREADS_PER_BLOCK or threads_per_block & (threads_per_block - 1):
         raise ValueError(f"cuda_backend.threads_per_block must be a power of two <= {MAX_THREADS_PER_BLOCK}, "
                          f"got {threads_per_block}")
     if items is not None:
