@@ -67,7 +67,8 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: in_channels={in_channels} and out_channels={out_channels} must both be "
                              f"divisible by groups={groups}")
         self.kernel_size = _pair(kernel_size)
-        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.stride, self.dilation = _pair(stride), _pair(dilation)
+        self.padding = padding if isinstance(padding, str) else _pair(padding)
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         self.weight = Parameter(init.default_uniform((out_channels, in_channels // groups) + self.kernel_size, fan_in))
         self.bias = Parameter(init.default_uniform((out_channels,), fan_in)) if bias else None
@@ -78,7 +79,7 @@ class Conv2d(Module):
 
     def extra_repr(self):
         extras = [f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"]
-        for name, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)):
+        for name, default in (("stride", (1, 1)), ("padding", (0, 0)), ("dilation", (1, 1)), ("groups", 1)):
             if getattr(self, name) != default:
                 extras.append(f"{name}={getattr(self, name)}")
         if self.bias is None:
