@@ -120,7 +120,8 @@ class Tensor:
     def __sub__(self, other):
         from . import ops
 
-        return ops.add(self, ops.mul(other, -1.0))
+        # -other, not mul(other, -1): other may be a Python number, which mul cannot take alone.
+        return ops.add(self, -other)
 
     def __rsub__(self, other):
         from . import ops
