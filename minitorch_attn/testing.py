@@ -42,16 +42,16 @@ def numerical_gradient(f, x, grad_out, h=1e-6):
     """Central differences of ``sum(f(x) * grad_out)`` with respect to ``x`` (float64, changes x in place and restores it)."""
     if x.dtype != np.float64:
         raise TypeError(f"numerical_gradient: x must be float64 for central differences, got {x.dtype}")
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + h
+    grad = np.zeros(x.shape, x.dtype)
+    # Index x itself (not x.reshape(-1), a copy when x is a non-contiguous view that f would never see).
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + h
         plus = np.sum(np.asarray(f(x)) * grad_out)
-        flat[i] = saved - h
+        x[index] = saved - h
         minus = np.sum(np.asarray(f(x)) * grad_out)
-        flat[i] = saved
-        gflat[i] = (plus - minus) / (2 * h)
+        x[index] = saved
+        grad[index] = (plus - minus) / (2 * h)
     return grad
 
 

@@ -28,9 +28,9 @@ def test_backward_matches_central_differences(case, seed, backend_name):
 
     flat_upstream = np.concatenate([u.ravel() for u in upstream])
     for index, name in enumerate(names):
-        # numerical_gradient perturbs its array in place: give it a contiguous copy the forward reads.
-        probe = np.ascontiguousarray(sample.inputs[name])
-        arrays = [probe if i == index else a for i, a in enumerate(sample.inputs.values())]
+        # numerical_gradient perturbs this very array (maybe a non-contiguous view) and restores it.
+        probe = sample.inputs[name]
+        arrays = list(sample.inputs.values())
 
         def forward(_):
             with no_grad(), backend(backend_name):
@@ -39,3 +39,12 @@ def test_backward_matches_central_differences(case, seed, backend_name):
 
         expected = numerical_gradient(forward, probe, flat_upstream)
         assert_close(leaves[index].grad, expected, tol=1e-6, name=f"{case.name} d {name} [{sample.describe()}]")
+
+
+def test_numerical_gradient_of_a_non_contiguous_view():
+    """The helper must perturb the view itself, not a flattened copy the function never reads."""
+    base = np.random.default_rng(0).standard_normal((4, 6))
+    view = base[:, ::2].T  # (3, 4), neither C- nor F-contiguous
+    weights = np.random.default_rng(1).standard_normal((3, 4))
+    grad = numerical_gradient(lambda v: v**2, view, weights)
+    assert_close(grad, 2 * view * weights, tol=1e-8)
