@@ -1,0 +1,422 @@
+"""The Numba CPU backend against the NumPy reference, kernel by kernel.
+
+Inputs come from a seeded NumPy generator whose seed, shapes and options are
+drawn by hypothesis: odd sizes, N=1, float32 and float64, integer-valued inputs
+(ties in every max), conv stride/padding/dilation/groups, large magnitudes.
+"""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minitorch_attn.backends import KERNEL_NAMES
+from minitorch_attn.backends import numba_backend as nb
+from minitorch_attn.backends import numpy_backend as ref
+from minitorch_attn.testing import assert_close
+
+ROOT = Path(__file__).resolve().parents[1]
+DTYPES = st.sampled_from([np.float32, np.float64])
+SEEDS = st.integers(0, 2**32 - 1)
+SMALL = settings(max_examples=12, deadline=None)
+
+
+def values(rng, shape, dtype, ties=False, scale=1.0):
+    """Normal values, or small integers when ``ties`` (every max then has equal candidates)."""
+    data = rng.integers(-2, 3, shape) if ties else rng.standard_normal(shape) * scale
+    return np.asarray(data, dtype)
+
+
+def assert_same(name, actual, expected):
+    """Float outputs within the dtype's tolerance (and of the same dtype); index outputs exactly equal."""
+    if not isinstance(expected, tuple):
+        actual, expected = (actual,), (expected,)
+    assert len(actual) == len(expected), name
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        if e is None:
+            assert a is None, f"{name}[{i}]: expected None"
+            continue
+        a, e = np.asarray(a), np.asarray(e)
+        assert a.shape == e.shape, f"{name}[{i}]: shape {a.shape}, expected {e.shape}"
+        if e.dtype.kind in "iu":
+            assert np.array_equal(a, e), f"{name}[{i}]: indices differ at {np.argwhere(a != e)[:3].tolist()}"
+        else:
+            assert a.dtype == e.dtype, f"{name}[{i}]: dtype {a.dtype}, expected {e.dtype}"
+            assert_close(a, e, name=f"{name}[{i}]")
+
+
+def check(name, *args):
+    assert_same(name, getattr(nb, name)(*args), getattr(ref, name)(*args))
+
+
+def kernel_cases(rng, dtype, shape=(2, 5, 4, 3), ties=False):
+    """``[(kernel name, args)]`` covering every kernel once on the given (N, C, H, W)."""
+    N, C, H, W = shape
+    x = values(rng, shape, dtype, ties)
+    pooled_grad = values(rng, (N, C), dtype)
+    pixel_grad = values(rng, (N, 1, H, W), dtype)
+    _, _, plane_index = ref.global_avg_max_pool_forward(x)
+    _, channel_index = ref.channel_max_forward(x)
+    gate = np.asarray(rng.random((N, C)), dtype)
+    _, gated_pool, gated_index = ref.channel_gate_and_pool_forward(x, gate)
+    features = values(rng, (N, 7), dtype)
+    weight = values(rng, (3, 7), dtype)
+    bias = values(rng, 3, dtype)
+    conv_weight = values(rng, (C, 1, 3, 3), dtype)  # depthwise: the direct path
+    conv_args = ((2, 1), (1, 2), (1, 2), C)
+    conv_out = ref.conv2d_forward(x, conv_weight, None, *conv_args)
+    x3 = x.reshape(N, C, H * W)
+    per_channel = np.asarray(rng.random(C) + 0.5, dtype)
+    _, xhat, inv_std, _, _ = ref.batch_norm_train_forward(x3, per_channel, per_channel, 1e-5)
+    logits = values(rng, (N, 6), dtype)
+    labels = rng.integers(0, 6, N)
+    _, probs = ref.softmax_cross_entropy_forward(logits, labels)
+    return [
+        ("global_avg_pool_forward", (x,)),
+        ("global_avg_pool_backward", (pooled_grad, shape)),
+        ("global_max_pool_forward", (x,)),
+        ("global_max_pool_backward", (pooled_grad, plane_index, shape)),
+        ("global_lp_pool_forward", (x,)),
+        ("global_lp_pool_backward", (pooled_grad, x, ref.global_lp_pool_forward(x))),
+        ("global_lse_pool_forward", (x,)),
+        ("global_lse_pool_backward", (pooled_grad, x, ref.global_lse_pool_forward(x))),
+        ("channel_mean_forward", (x,)),
+        ("channel_mean_backward", (pixel_grad, shape)),
+        ("channel_max_forward", (x,)),
+        ("channel_max_backward", (pixel_grad, channel_index, shape)),
+        ("linear_forward", (features, weight, bias)),
+        ("linear_backward", (values(rng, (N, 3), dtype), features, weight, True)),
+        ("relu_forward", (x,)),
+        ("relu_backward", (values(rng, shape, dtype), ref.relu_forward(x))),
+        ("sigmoid_forward", (x,)),
+        ("sigmoid_backward", (values(rng, shape, dtype), ref.sigmoid_forward(x))),
+        ("mul_forward", (x, pixel_grad)),
+        ("add_forward", (x, pooled_grad[:, :, None, None])),
+        ("sum_to_shape", (x, (C, 1, 1))),
+        ("conv2d_forward", (x, conv_weight, bias[:1].repeat(C), *conv_args)),
+        ("conv2d_backward", (values(rng, conv_out.shape, dtype), x, conv_weight, *conv_args, True)),
+        ("batch_norm_train_forward", (x3, per_channel, per_channel, 1e-5)),
+        ("batch_norm_eval_forward", (x3, per_channel, per_channel, per_channel, per_channel, 1e-5)),
+        ("batch_norm_backward", (values(rng, x3.shape, dtype), xhat, inv_std, per_channel, True)),
+        ("softmax_cross_entropy_forward", (logits, labels)),
+        ("softmax_cross_entropy_backward", (np.asarray(0.7, dtype), probs, labels)),
+        ("global_avg_max_pool_forward", (x,)),
+        ("global_avg_max_pool_backward", (pooled_grad, pooled_grad * 2, plane_index, shape)),
+        ("channel_gate_and_pool_forward", (x, gate)),
+        ("channel_gate_and_pool_backward", (values(rng, shape, dtype), values(rng, gated_pool.shape, dtype),
+                                            x, gate, gated_index)),
+        ("residual_gate_forward", (x, pooled_grad, pixel_grad)),
+        ("residual_gate_backward", (values(rng, shape, dtype), x, pooled_grad, pixel_grad)),
+    ]
+
+
+def test_every_kernel_is_defined_and_covered():
+    missing = [name for name in KERNEL_NAMES if not callable(getattr(nb, name, None))]
+    assert not missing, f"numba backend lacks {missing}"
+    covered = {name for name, _ in kernel_cases(np.random.default_rng(0), np.float64)}
+    assert covered == set(KERNEL_NAMES)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_kernel_matches_numpy_on_a_small_case(dtype):
+    for name, args in kernel_cases(np.random.default_rng(1), dtype):
+        check(name, *args)
+
+
+shapes = st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 9), st.integers(1, 9))
+
+
+@SMALL
+@given(seed=SEEDS, dtype=DTYPES, shape=shapes, ties=st.booleans())
+def test_global_pools(seed, dtype, shape, ties):
+    rng = np.random.default_rng(seed)
+    x = values(rng, shape, dtype, ties)
+    grad, grad_max = values(rng, shape[:2], dtype), values(rng, shape[:2], dtype)
+    for name in ("global_avg_pool", "global_max_pool", "global_lp_pool", "global_lse_pool"):
+        check(f"{name}_forward", x)
+    _, index = ref.global_max_pool_forward(x)
+    check("global_avg_pool_backward", grad, shape)
+    check("global_max_pool_backward", grad, index, shape)
+    for name in ("global_lp_pool", "global_lse_pool"):
+        check(f"{name}_backward", grad, x, getattr(ref, f"{name}_forward")(x))
+    check("global_avg_max_pool_forward", x)
+    check("global_avg_max_pool_backward", grad, grad_max, index, shape)
+
+
+@SMALL
+@given(seed=SEEDS, dtype=DTYPES, shape=shapes, ties=st.booleans())
+def test_channel_pools_and_gate(seed, dtype, shape, ties):
+    rng = np.random.default_rng(seed)
+    x = values(rng, shape, dtype, ties)
+    # Integer gates keep the gated values integer too, so ties survive the product.
+    gate = values(rng, shape[:2], dtype, ties) if ties else np.asarray(rng.random(shape[:2]), dtype)
+    pixel_grad = values(rng, (shape[0], 1, *shape[2:]), dtype)
+    check("channel_mean_forward", x)
+    check("channel_max_forward", x)
+    check("channel_mean_backward", pixel_grad, shape)
+    check("channel_max_backward", pixel_grad, ref.channel_max_forward(x)[1], shape)
+    check("channel_gate_and_pool_forward", x, gate)
+    _, pooled, index = ref.channel_gate_and_pool_forward(x, gate)
+    check("channel_gate_and_pool_backward", values(rng, shape, dtype), values(rng, pooled.shape, dtype),
+          x, gate, index)
+
+
+@SMALL
+@given(seed=SEEDS, dtype=DTYPES, shape=shapes, scale=st.sampled_from([1.0, 30.0, 1e3]))
+def test_residual_gate_and_activations_with_large_magnitudes(seed, dtype, shape, scale):
+    rng = np.random.default_rng(seed)
+    x = values(rng, shape, dtype)
+    channel_logit = values(rng, shape[:2], dtype, scale=scale)
+    spatial_logit = values(rng, (shape[0], 1, *shape[2:]), dtype, scale=scale)
+    check("residual_gate_forward", x, channel_logit, spatial_logit)
+    check("residual_gate_backward", values(rng, shape, dtype), x, channel_logit, spatial_logit)
+    z = values(rng, shape, dtype, scale=scale)
+    check("sigmoid_forward", z)
+    check("sigmoid_backward", x, ref.sigmoid_forward(z))
+    check("relu_forward", z)
+    check("relu_backward", x, ref.relu_forward(z))
+    check("global_lse_pool_forward", z)
+    check("global_lse_pool_backward", values(rng, shape[:2], dtype), z, ref.global_lse_pool_forward(z))
+    logits = values(rng, (shape[0], shape[1] + 1), dtype, scale=scale)
+    labels = rng.integers(0, logits.shape[1], shape[0])
+    check("softmax_cross_entropy_forward", logits, labels)
+    check("softmax_cross_entropy_backward", np.asarray(1.3, dtype),
+          ref.softmax_cross_entropy_forward(logits, labels)[1], labels)
+
+
+@SMALL
+@given(seed=SEEDS, dtype=DTYPES, shape=shapes, pattern=st.lists(st.booleans(), min_size=4, max_size=4),
+       drop_leading=st.integers(0, 2))
+def test_broadcasting_arithmetic(seed, dtype, shape, pattern, drop_leading):
+    rng = np.random.default_rng(seed)
+    x = values(rng, shape, dtype)
+    small_shape = tuple(1 if squeeze else n for n, squeeze in zip(shape, pattern))[drop_leading:]
+    small = values(rng, small_shape, dtype)
+    check("mul_forward", x, small)
+    check("mul_forward", small, x)
+    check("add_forward", x, small)
+    check("sum_to_shape", x, small_shape)
+
+
+@SMALL
+@given(seed=SEEDS, dtype=DTYPES, batch=st.integers(1, 4), sizes=st.tuples(st.integers(1, 9), st.integers(1, 5)),
+       has_bias=st.booleans())
+def test_linear(seed, dtype, batch, sizes, has_bias):
+    rng = np.random.default_rng(seed)
+    x = values(rng, (batch, sizes[0]), dtype)
+    weight = values(rng, sizes[::-1], dtype)
+    bias = values(rng, sizes[1], dtype) if has_bias else None
+    check("linear_forward", x, weight, bias)
+    check("linear_backward", values(rng, (batch, sizes[1]), dtype), x, weight, has_bias)
+
+
+conv_settings = st.fixed_dictionaries({
+    "groups": st.sampled_from([1, 2, 3]),
+    "in_per_group": st.integers(1, 3),
+    # below and above GEMM_MIN_OUT_CHANNELS: both the direct and the im2col path
+    "out_per_group": st.sampled_from([1, 2, 8, 9]),
+    "kernel": st.tuples(st.integers(1, 4), st.integers(1, 3)),
+    "stride": st.tuples(st.integers(1, 3), st.integers(1, 2)),
+    "padding": st.tuples(st.integers(0, 3), st.integers(0, 2)),
+    "dilation": st.tuples(st.integers(1, 3), st.integers(1, 2)),
+})
+
+
+@SMALL
+@given(seed=SEEDS, dtype=DTYPES, batch=st.integers(1, 2), size=st.tuples(st.integers(1, 9), st.integers(1, 8)),
+       conv=conv_settings, has_bias=st.booleans())
+def test_conv2d(seed, dtype, batch, size, conv, has_bias):
+    rng = np.random.default_rng(seed)
+    G = conv["groups"]
+    KH, KW = conv["kernel"]
+    stride, padding, dilation = conv["stride"], conv["padding"], conv["dilation"]
+    out_h = ref.conv_output_size(size[0], KH, stride[0], padding[0], dilation[0])
+    out_w = ref.conv_output_size(size[1], KW, stride[1], padding[1], dilation[1])
+    if out_h < 1 or out_w < 1:
+        # An empty output is bad input: a clear error before any work.
+        with pytest.raises(ValueError, match="empty"):
+            nb.conv2d_forward(np.zeros((batch, G, *size), dtype), np.zeros((G, 1, KH, KW), dtype), None,
+                              stride, padding, dilation, G)
+        return
+    x = values(rng, (batch, G * conv["in_per_group"], *size), dtype)
+    weight = values(rng, (G * conv["out_per_group"], conv["in_per_group"], KH, KW), dtype)
+    bias = values(rng, weight.shape[0], dtype) if has_bias else None
+    check("conv2d_forward", x, weight, bias, stride, padding, dilation, G)
+    grad = values(rng, (batch, weight.shape[0], out_h, out_w), dtype)
+    check("conv2d_backward", grad, x, weight, stride, padding, dilation, G, has_bias)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv2d_cbam_and_bam_shapes(dtype):
+    """CBAM's 2→1 7×7 conv (direct) and BAM's 1×1 and dilated 3×3 convs with C/r channels (GEMM)."""
+    rng = np.random.default_rng(3)
+    pooled = values(rng, (2, 2, 11, 9), dtype)
+    check("conv2d_forward", pooled, values(rng, (1, 2, 7, 7), dtype), None, (1, 1), (3, 3), (1, 1), 1)
+    check("conv2d_backward", values(rng, (2, 1, 11, 9), dtype), pooled, values(rng, (1, 2, 7, 7), dtype),
+          (1, 1), (3, 3), (1, 1), 1, False)
+    features = values(rng, (2, 32, 11, 9), dtype)
+    squeeze = values(rng, (8, 32, 1, 1), dtype)
+    dilated = values(rng, (8, 8, 3, 3), dtype)
+    hidden = ref.conv2d_forward(features, squeeze, None, (1, 1), (0, 0), (1, 1), 1)
+    for args in [(features, squeeze, (1, 1), (0, 0), (1, 1), 1), (hidden, dilated, (1, 1), (4, 4), (4, 4), 1)]:
+        x, w, *settings_ = args
+        bias = values(rng, w.shape[0], dtype)
+        check("conv2d_forward", x, w, bias, *settings_)
+        check("conv2d_backward", values(rng, (2, 8, 11, 9), dtype), x, w, *settings_, True)
+
+
+@SMALL
+@given(seed=SEEDS, dtype=DTYPES, shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 9)),
+       training=st.booleans())
+def test_batch_norm(seed, dtype, shape, training):
+    rng = np.random.default_rng(seed)
+    x = values(rng, shape, dtype, scale=3.0) + dtype(1)
+    weight, bias = values(rng, shape[1], dtype), values(rng, shape[1], dtype)
+    running_mean, running_var = values(rng, shape[1], dtype), np.asarray(rng.random(shape[1]) + 0.1, dtype)
+    check("batch_norm_train_forward", x, weight, bias, 1e-5)
+    check("batch_norm_eval_forward", x, running_mean, running_var, weight, bias, 1e-5)
+    if training:
+        _, xhat, inv_std, _, _ = ref.batch_norm_train_forward(x, weight, bias, 1e-5)
+    else:
+        _, xhat, inv_std = ref.batch_norm_eval_forward(x, running_mean, running_var, weight, bias, 1e-5)
+    check("batch_norm_backward", values(rng, shape, dtype), xhat, inv_std, weight, training)
+
+
+# --------------------------------------------------------------------------
+# Fused kernels equal the composition of the backend's own unfused kernels
+# --------------------------------------------------------------------------
+@SMALL
+@given(seed=SEEDS, dtype=DTYPES, shape=shapes, ties=st.booleans())
+def test_fused_kernels_equal_unfused_composition(seed, dtype, shape, ties):
+    rng = np.random.default_rng(seed)
+    N, C, H, W = shape
+    x = values(rng, shape, dtype, ties)
+    grad_avg, grad_max = values(rng, (N, C), dtype), values(rng, (N, C), dtype)
+
+    avg, peak, index = nb.global_avg_max_pool_forward(x)
+    assert_same("avg+max forward", (avg, peak, index),
+                (nb.global_avg_pool_forward(x), *nb.global_max_pool_forward(x)))
+    assert_same("avg+max backward", nb.global_avg_max_pool_backward(grad_avg, grad_max, index, shape),
+                nb.add_forward(nb.global_avg_pool_backward(grad_avg, shape),
+                               nb.global_max_pool_backward(grad_max, index, shape)))
+
+    gate = np.asarray(rng.random((N, C)), dtype)
+    y, pooled, channel_index = nb.channel_gate_and_pool_forward(x, gate)
+    unfused_y = nb.mul_forward(x, gate[:, :, None, None])
+    unfused_peak, unfused_index = nb.channel_max_forward(unfused_y)
+    assert_same("gate+pool forward", (y, pooled, channel_index),
+                (unfused_y, np.concatenate([nb.channel_mean_forward(unfused_y), unfused_peak], axis=1),
+                 unfused_index))
+    grad_y, grad_pooled = values(rng, shape, dtype), values(rng, pooled.shape, dtype)
+    dy = nb.add_forward(nb.add_forward(grad_y, nb.channel_mean_backward(grad_pooled[:, :1], shape)),
+                        nb.channel_max_backward(grad_pooled[:, 1:], channel_index, shape))
+    assert_same("gate+pool backward", nb.channel_gate_and_pool_backward(grad_y, grad_pooled, x, gate, channel_index),
+                (nb.mul_forward(dy, gate[:, :, None, None]), nb.sum_to_shape(nb.mul_forward(dy, x), (N, C, 1, 1))[:, :, 0, 0]))
+
+    channel_logit, spatial_logit = values(rng, (N, C), dtype), values(rng, (N, 1, H, W), dtype)
+    sigma = nb.sigmoid_forward(nb.add_forward(channel_logit[:, :, None, None], spatial_logit))
+    assert_same("residual gate forward", nb.residual_gate_forward(x, channel_logit, spatial_logit),
+                nb.add_forward(x, nb.mul_forward(x, sigma)))
+    grad = values(rng, shape, dtype)
+    dlogit = nb.sigmoid_backward(nb.mul_forward(grad, x), sigma)
+    assert_same("residual gate backward", nb.residual_gate_backward(grad, x, channel_logit, spatial_logit),
+                (nb.add_forward(grad, nb.mul_forward(grad, sigma)),
+                 nb.sum_to_shape(dlogit, (N, C, 1, 1))[:, :, 0, 0], nb.sum_to_shape(dlogit, (N, 1, H, W))))
+
+
+# --------------------------------------------------------------------------
+# Determinism, plain-Python mode, the exercise, bad input
+# --------------------------------------------------------------------------
+def test_bit_identical_for_one_and_two_threads():
+    rng = np.random.default_rng(7)
+    # 19×23 = 437 pixels: more than one PIXEL_BLOCK, so the channel kernels split a sample.
+    shape = (3, 12, 19, 23)
+    cases = [case for case in kernel_cases(rng, np.float32, shape)
+             if case[0] in ("global_avg_max_pool_forward", "channel_gate_and_pool_forward",
+                            "channel_gate_and_pool_backward", "residual_gate_backward", "conv2d_backward",
+                            "batch_norm_train_forward", "batch_norm_backward", "linear_backward", "sum_to_shape")]
+    cases.append(("conv2d_backward", (values(rng, (3, 1, 19, 23), np.float32), values(rng, (3, 2, 19, 23), np.float32),
+                                      values(rng, (1, 2, 7, 7), np.float32), (1, 1), (3, 3), (1, 1), 1, True)))
+    previous = numba.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results[threads] = [getattr(nb, name)(*args) for name, args in cases]
+    finally:
+        numba.set_num_threads(previous)
+    one, two = results.values()
+    for (name, _), a, b in zip(cases, one, two):
+        for part_a, part_b in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            if part_a is not None:
+                assert np.array_equal(part_a, part_b), f"{name} differs between 1 and 2 threads"
+
+
+def _run_python(code, **env):
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=240, env={**os.environ, **env})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_kernels_run_as_plain_python_with_jit_disabled():
+    out = _run_python("""
+        import sys
+        import numba, numpy as np
+        assert numba.config.DISABLE_JIT
+        sys.path.insert(0, "tests")
+        from test_backend_numba import kernel_cases, check
+        for dtype in (np.float64, np.float32):
+            for name, args in kernel_cases(np.random.default_rng(5), dtype, (2, 3, 3, 4), ties=True):
+                check(name, *args)
+        print("plain python ok")
+    """, NUMBA_DISABLE_JIT="1")
+    assert "plain python ok" in out
+
+
+def test_exercise_region_replaced_still_imports(tmp_path):
+    """The student edition replaces the 9.1 region by a raise: the module must import, the kernel must raise."""
+    source = (ROOT / "minitorch_attn/backends/numba_backend.py").read_text()
+    region = re.compile(r"^( *)# BEGIN SOLUTION\n.*?# END SOLUTION\n", re.S | re.M)
+    assert len(region.findall(source)) == 1
+    student = tmp_path / "numba_student.py"
+    student.write_text(region.sub(lambda m: f'{m.group(1)}raise NotImplementedError("Exercise 9.1")\n', source))
+    out = _run_python(f"""
+        import importlib.util, numpy as np
+        spec = importlib.util.spec_from_file_location("minitorch_attn.backends.numba_student", {str(student)!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        from minitorch_attn.exercise import REGISTRY
+        assert REGISTRY["9.1"].function.__name__ == "channel_mean_forward"
+        module.global_avg_pool_forward(np.ones((1, 2, 3, 3)))
+        try:
+            module.channel_mean_forward(np.ones((1, 2, 3, 3)))
+        except NotImplementedError:
+            print("raised")
+    """)
+    assert "raised" in out
+
+
+def test_bad_input_is_rejected_before_any_work():
+    x = np.zeros((2, 3, 4, 4))
+    with pytest.raises(TypeError, match="x must be float32 or float64, got int64"):
+        nb.global_avg_pool_forward(np.zeros((2, 3, 4, 4), np.int64))
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        nb.channel_max_forward(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"index values must lie in \[0, 16\)"):
+        nb.global_max_pool_backward(np.zeros((2, 3)), np.full((2, 3), 16), x.shape)
+    with pytest.raises(ValueError, match="groups=2"):
+        nb.conv2d_forward(x, np.zeros((4, 3, 1, 1)), None, 1, 0, 1, 2)
+    with pytest.raises(ValueError, match="gate must have shape"):
+        nb.channel_gate_and_pool_forward(x, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="labels values"):
+        nb.softmax_cross_entropy_forward(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValueError, match="cannot be summed"):
+        nb.sum_to_shape(x, (3, 2, 1))
