@@ -52,3 +52,21 @@ parity: $(VENV)/.installed-test
 
 clean-venv:
 	rm -rf $(VENV)
+
+# ---- Grading (make grade; make student) --------------------------------------
+# make grade: the graded tests of every exercise (EXERCISES="2.1 3" for some), a score
+# table, and the same in $(GRADES). GRADE_TIMEOUT: seconds allowed per test.
+GRADES        ?= grades.json
+GRADE_TIMEOUT ?= 30
+.PHONY: grade
+grade: $(VENV)/.installed-test
+	$(PY) -m minitorch_attn.grading --json $(GRADES) --timeout $(GRADE_TIMEOUT) $(EXERCISES)
+
+# BEGIN INSTRUCTOR ONLY
+# make student DEST=folder: the student edition (every solution region replaced by
+# NotImplementedError, instructor-only files left out). Re-running replaces DEST.
+DEST ?= student
+.PHONY: student
+student: $(VENV)/.installed-test
+	$(PY) -m minitorch_attn.grading.edition $(DEST)
+# END INSTRUCTOR ONLY

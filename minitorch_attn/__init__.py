@@ -7,6 +7,7 @@ from .backends import (
     current_backend,
     set_backend,
 )
+from .grading import grade
 from .tensor import Tensor
 
 __version__ = "0.1.0"
@@ -14,4 +15,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "Function", "no_grad", "is_grad_enabled",
     "set_backend", "backend", "current_backend", "available_backends", "BackendUnavailable",
+    "grade",
 ]

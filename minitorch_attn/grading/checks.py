@@ -69,11 +69,21 @@ def torch_gradients(function, arrays, upstream):
     return out.detach().numpy(), [g.numpy() for g in grads]
 
 
-def our_gradients(function, arrays, upstream):
-    """``(output, [d/d array ...])`` of ``sum(function(*arrays) * upstream)`` by minitorch_attn's autograd."""
+def our_gradients(function, arrays, upstream, case="", name="the output"):
+    """``(output, [d/d array ...])`` of ``sum(function(*arrays) * upstream)`` by minitorch_attn's autograd.
+
+    The output is checked to be a Tensor of ``upstream``'s shape first, so a wrong
+    shape is reported as such rather than as an error inside ``backward``.
+    """
     from ..tensor import Tensor
 
+    where = f"{case}: " if case else ""
     leaves = [Tensor(np.array(a), requires_grad=True) for a in arrays]
     out = function(*leaves)
-    out.backward(np.asarray(upstream))
+    upstream = np.asarray(upstream)
+    if not isinstance(out, Tensor):
+        raise GradingFailure(f"{where}{name} is a {type(out).__name__}, expected a Tensor of shape {upstream.shape}")
+    if out.shape != upstream.shape:
+        raise GradingFailure(f"{where}{name} has shape {out.shape}, expected {upstream.shape}")
+    out.backward(upstream)
     return out.numpy(), [leaf.grad for leaf in leaves]

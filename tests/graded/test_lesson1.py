@@ -33,7 +33,7 @@ def test_global_avg_pool_backward_matches_torch():
 def test_global_avg_pool_gradient_through_autograd():
     # x feeds two poolings: the engine adds their gradients, so the kernel must return a writable array.
     for x, grad in cases(12):
-        _, (dx,) = our_gradients(lambda t: ops.add(ops.global_avg_pool(t), ops.global_avg_pool(t)), [x], grad)
+        _, (dx,) = our_gradients(lambda t: ops.add(ops.global_avg_pool(t), ops.global_avg_pool(t)), [x], grad, describe(x=x))
         _, (expected,) = torch_gradients(lambda t: 2 * t.mean(dim=(2, 3)), [x], grad)
         expect_array(dx, expected, "x.grad", describe(x=x))
 
@@ -55,6 +55,6 @@ def test_global_max_pool_backward_matches_torch():
 @pytest.mark.exercise("1.2", points=2)
 def test_global_max_pool_ties_go_to_the_first_maximum():
     for x, grad in cases(14, integer_valued=True):
-        _, (dx,) = our_gradients(ops.global_max_pool, [x], grad)
+        _, (dx,) = our_gradients(ops.global_max_pool, [x], grad, describe(x=x))
         _, (expected,) = torch_gradients(_torch_global_max, [x], grad)
         expect_array(dx, expected, "x.grad (tied maxima)", describe(x=x))
