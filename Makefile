@@ -35,6 +35,10 @@ lab: $(VENV)/.installed-lab
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT) \
 		$(if $(DISPLAY),,--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# The whole course executed top to bottom and rendered to html/NN_*.html, to read in a browser.
+html: $(VENV)/.installed-lab
+	$(VENV)/bin/jupyter nbconvert --execute --to html --output-dir html notebooks/*.ipynb
+
 # The default suite, then the CUDA kernels under the simulator in their own process
 # (NUMBA_ENABLE_CUDASIM is read when numba is first imported).
 test: $(VENV)/.installed-test
@@ -49,6 +53,11 @@ test-gpu: $(VENV)/.installed-test
 
 parity: $(VENV)/.installed-test
 	$(PY) -m minitorch_attn.parity --backend all
+
+# Every op and the CBAM/BAM blocks vs PyTorch eager (about 10 min; meaningless on a busy machine).
+# ARGS="--quick" for a smoke run, e.g. ARGS="--shapes 16x256x28x28 --blocks cbam --ops none".
+bench: $(VENV)/.installed-test
+	$(PY) -m minitorch_attn.bench $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

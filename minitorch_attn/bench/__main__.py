@@ -87,12 +87,18 @@ def settings_from(args):
 def main(argv=None):
     args = parser().parse_args(argv)
     if args.readme or args.markdown:
-        with open(args.results or report.latest_results()) as f:
-            section = report.markdown(json.load(f))
+        try:
+            with open(args.results or report.latest_results()) as f:
+                section = report.markdown(json.load(f))
+        except FileNotFoundError as error:
+            raise SystemExit(str(error)) from None
         if args.markdown:
             print(section, end="")
         if args.readme:
-            report.update_readme(args.readme, section)
+            try:
+                report.update_readme(args.readme, section)
+            except (OSError, ValueError) as error:
+                raise SystemExit(str(error)) from None
             print(f"updated {args.readme}", file=sys.stderr)
         return 0
     settings = settings_from(args)

@@ -29,7 +29,9 @@ def _backends(document):
 
 def _bandwidth_note(document, shape, dtype):
     rows = [b for b in document["bandwidth"] if tuple(b["shape"]) == shape and b["dtype"] == dtype]
-    return ", ".join(f"{b['side']} {b['gb_per_s']:.1f}" for b in rows) + " GB/s" if rows else "not measured"
+    if not rows:
+        return "not measured"
+    return ", ".join(f"{b['side']} {b['gb_per_s']:.1f}" for b in rows) + " GB/s (the floor uses the highest)"
 
 
 def _number(value, digits=2):
@@ -41,7 +43,7 @@ def _ms(value):
 
 
 def _rows(document):
-    """Header and rows (lists of strings) per (shape, dtype) group."""
+    """Header and rows (lists of strings, the case's kind last) per (shape, dtype) group."""
     backends = _backends(document)
     header = ["case", "pass", "floor ms", "torch ms"]
     for backend in backends:
@@ -60,7 +62,7 @@ def _rows(document):
                 else:
                     row += [_ms(entry["median_ms"]), _number(entry["ratio_vs_torch"]),
                             _number(entry["time_over_floor"], 1)]
-            rows.append(row)
+            rows.append(row + [next(iter(by_backend.values()))["kind"]])
         yield shape, dtype, header, rows
 
 
@@ -90,6 +92,7 @@ def text_table(document):
              "× torch = PyTorch ms / ours (> 1: faster than PyTorch); ÷ floor = time / memory-traffic floor",
              "torch ms names the fastest PyTorch formulation of the max pools (amax or index)", ""]
     for shape, dtype, header, rows in _rows(document):
+        rows = [row[:-1] for row in rows]
         widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
         lines.append(_title(document, shape, dtype))
         for row in [header] + rows:
@@ -101,18 +104,28 @@ def text_table(document):
     return "\n".join(lines)
 
 
+def _markdown_table(header, rows):
+    return ["| " + " | ".join(header) + " |",
+            "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"] + \
+        ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def markdown(document):
-    """The README section: the machine, then one Markdown table per (shape, dtype), then the goals."""
+    """The README section: the machine, then per (shape, dtype) the blocks' table with the ops' table
+    folded below it, then the goals."""
     lines = [f"Measured on {_machine_line(document)} with `{document['command']}`.",
              "× torch: PyTorch time / ours (> 1 is faster than PyTorch eager on the same threads); "
              "÷ floor: time over the memory-traffic floor (bytes the pass must move / measured copy bandwidth).",
              ""]
     for shape, dtype, header, rows in _rows(document):
-        lines += [f"**{_title(document, shape, dtype)}**", "",
-                  "| " + " | ".join(header) + " |",
-                  "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        lines.append("")
+        blocks = [row[:-1] for row in rows if row[-1] == "block"]
+        ops = [row[:-1] for row in rows if row[-1] == "op"]
+        lines += [f"**{_title(document, shape, dtype)}**", ""]
+        if blocks:
+            lines += _markdown_table(header, blocks) + [""]
+        if ops:
+            lines += ["<details><summary>the ops at this shape</summary>", ""] + _markdown_table(header, ops) \
+                + ["", "</details>", ""]
     goals = list(_goal_lines(document))
     if goals:
         lines += ["Goals (float32):", ""] + [f"- {line}" for line in goals] + [""]

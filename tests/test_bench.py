@@ -1,0 +1,199 @@
+"""The benchmark harness: a --quick run end to end (schema, not speed), the check before timing, the floor table."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minitorch_attn as mt
+from minitorch_attn.bench import report, runner
+from minitorch_attn.bench.__main__ import main as bench_main
+from minitorch_attn.bench.measure import measure
+from minitorch_attn.bench.ops_cases import OP_CASES
+from minitorch_attn.bench.traffic import FLOOR, PASSES, floor_bytes
+from minitorch_attn.bench.worker import BenchmarkMismatch, build_ours, build_theirs, compare
+
+pytest.importorskip("torch")
+
+SMALL = (2, 32, 6, 5)
+BACKENDS = [b for b in ("numpy", "numba") if b in mt.available_backends()]
+CASES = ("global_avg_max_pool", "cbam")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One --quick run on a fused op and a block (the slowest part of this file: a few child processes).
+
+    One thread: nothing here is about speed, and a single thread keeps the run short on a busy machine.
+    """
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    command = [sys.executable, "-m", "minitorch_attn.bench", "--quick", "--ops", CASES[0], "--blocks", CASES[1],
+               "--backends", ",".join(BACKENDS), "--threads", "1", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out) as f:
+        return json.load(f), done.stdout
+
+
+def test_quick_run_writes_the_documented_schema(quick_run):
+    document, _ = quick_run
+    assert document["schema"] == 1 and document["settings"]["quick"] is True
+    assert {"cpu", "cores", "threads"} <= set(document["machine"]) and document["machine"]["threads"] == 1
+    assert {"numpy", "numba", "torch"} <= set(document["versions"])
+    assert document["settings"]["environment"] == runner.MALLOC_ENV
+    assert document["failures"] == [] and document["goals"] == []  # goals are judged at the issue's shapes only
+    measured = {(e["name"], e["pass"], e["backend"]) for e in document["entries"]}
+    assert measured == {(c, p, b) for c in CASES for p in PASSES for b in ["torch"] + BACKENDS}
+    torch_ms = {(e["name"], e["pass"]): e["median_ms"] for e in document["entries"] if e["backend"] == "torch"}
+    for entry in document["entries"]:
+        assert entry["kind"] == ("block" if entry["name"] == "cbam" else "op")
+        assert entry["shape"] == list(runner.QUICK_SHAPE) and entry["dtype"] == "float32"
+        assert entry["median_ms"] > 0 and entry["iqr_ms"] >= 0 and entry["reps"] >= 3 and entry["threads"] == 1
+        assert entry["ratio_vs_torch"] == pytest.approx(torch_ms[entry["name"], entry["pass"]] / entry["median_ms"])
+        assert entry["floor_ms"] > 0
+        assert entry["time_over_floor"] == pytest.approx(entry["median_ms"] / entry["floor_ms"])
+    torch_rows = [e for e in document["entries"] if e["backend"] == "torch"]
+    assert all(e["torch_variant"] in e["torch_variants_ms"] for e in torch_rows)
+    assert {b["side"] for b in document["bandwidth"]} == {"torch"} | set(BACKENDS)
+
+
+def test_quick_run_checked_every_backend_and_variant_before_timing(quick_run):
+    document, _ = quick_run
+    checked = {(c["backend"], c["case"], c["variant"]) for c in document["checks"]}
+    assert checked == {(b, c, v) for b in BACKENDS for c in CASES for v in ("amax", "index")}
+    assert all(c["max_rel_error"] < 1e-4 for c in document["checks"])
+
+
+def test_quick_run_prints_one_row_per_case_and_pass(quick_run):
+    _, stdout = quick_run
+    for case in CASES:
+        for pass_name in PASSES:
+            assert any(line.split()[:2] == [case, pass_name] for line in stdout.splitlines()), stdout
+
+
+def test_markdown_and_readme_rendering(quick_run, tmp_path):
+    document, _ = quick_run
+    section = report.markdown(document)
+    assert document["machine"]["cpu"] in section
+    rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert sorted(rows) == sorted([["| case", "pass"]] * 2 + [[f"| {c}", p] for c in CASES for p in PASSES])
+    assert section.index("| cbam") < section.index("<details>") < section.index("| global_avg_max_pool")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START_MARKER}\nold table\n{report.END_MARKER}\noutro\n")
+    report.update_readme(readme, section)
+    text = readme.read_text()
+    assert "old table" not in text and section in text
+    assert text.startswith("intro\n") and text.endswith(f"{report.END_MARKER}\noutro\n")
+    report.update_readme(readme, section)  # idempotent
+    assert readme.read_text() == text
+
+
+def test_readme_without_markers_is_refused(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="bench:start"):
+        report.update_readme(readme, "table")
+
+
+def test_latest_results_skips_quick_runs(tmp_path):
+    def write(name, date, quick):
+        (tmp_path / name).write_text(json.dumps({"date": date, "settings": {"quick": quick}}))
+
+    write("a.json", "2026-01-02T00:00:00+00:00", False)
+    write("b.json", "2026-03-01T00:00:00+00:00", False)
+    write("c-quick.json", "2026-05-01T00:00:00+00:00", True)
+    assert report.latest_results(str(tmp_path)) == str(tmp_path / "b.json")
+    with pytest.raises(FileNotFoundError):
+        report.latest_results(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("block", ["cbam", "bam"])
+def test_check_catches_mismatched_parameters(block):
+    with mt.backend("numpy"):
+        ours = build_ours(block, SMALL, "float32", seed=3)
+        assert compare(ours, build_theirs(ours, block, "amax" if block == "cbam" else "eager"), "float32",
+                       block) < 1e-5
+        wrong = build_theirs(ours, block, "amax" if block == "cbam" else "eager", parameter_seed=11)
+        with pytest.raises(BenchmarkMismatch, match="refusing to time"):
+            compare(ours, wrong, "float32", block)
+
+
+class _WrongGradient:
+    """PyTorch's side with its forward intact and one gradient scaled: only the backward is wrong."""
+
+    def __init__(self, theirs, index):
+        self.theirs, self.index = theirs, index
+
+    def forward(self):
+        return self.theirs.forward()
+
+    def forward_backward(self):
+        outputs, grads = self.theirs.forward_backward()
+        grads = list(grads)
+        grads[self.index] = grads[self.index] * 1.01
+        return outputs, tuple(grads)
+
+
+@pytest.mark.parametrize("case", sorted(OP_CASES))
+def test_check_catches_a_wrong_gradient_of_every_op(case):
+    with mt.backend("numpy"):
+        ours = build_ours(case, SMALL, "float64", seed=5)
+        theirs = build_theirs(ours, case, OP_CASES[case].variants[0])
+        assert compare(ours, theirs, "float64", case) < 1e-9
+        for index in range(len(ours.arrays)):
+            with pytest.raises(BenchmarkMismatch, match=f"gradient {index}"):
+                compare(ours, _WrongGradient(theirs, index), "float64", case)
+
+
+def test_unknown_case_and_parameter_seed_on_an_op_are_refused():
+    with pytest.raises(ValueError, match="unknown name 'se'"):
+        build_ours("se", SMALL, "float32", 0)
+    with mt.backend("numpy"):
+        ours = build_ours("conv7x7", SMALL, "float32", 0)
+    with pytest.raises(ValueError, match="only blocks"):
+        build_theirs(ours, "conv7x7", "eager", parameter_seed=1)
+
+
+def test_floor_table_covers_every_case_and_counts_bytes():
+    assert set(FLOOR) == set(OP_CASES) | set(runner.BLOCKS)
+    n, c, h, w = shape = (16, 256, 28, 28)
+    full, plane = n * c * h * w, n * h * w
+    # CBAM forward: 3 reads + 1 write of F, plus the small maps
+    assert floor_bytes("cbam", "fwd", shape, "float32", 16) == 4 * (4 * full + 6 * plane)
+    assert floor_bytes("cbam", "fwd+bwd", shape, "float64", 16) == 8 * (11 * full + 14 * plane)
+    assert floor_bytes("bam", "fwd", shape, "float32", 16) == 4 * (3 * full + 6 * full // 16)
+    assert floor_bytes("not_tabulated", "fwd", shape, "float32", 16) is None
+    with pytest.raises(ValueError, match="pass_name"):
+        floor_bytes("cbam", "bwd", shape, "float32", 16)
+
+
+def test_child_environment_fixes_malloc_and_threads(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    env = runner.child_environment(3)
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "33554432" and env["MALLOC_TRIM_THRESHOLD_"] == "4294967296"
+    assert all(env[name] == "3" for name in runner.THREAD_VARIABLES)
+
+
+def test_measure_reaches_both_minimums():
+    calls = []
+    result = measure(lambda: calls.append(1), min_time=0.0, min_reps=7, warmup_time=0.0, warmup_reps=2)
+    assert result.reps == 7 and len(calls) == 9 and result.median_ms >= 0
+    result = measure(lambda: sum(range(1000)), min_time=0.02, min_reps=1, warmup_time=0.0)
+    assert result.reps > 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--shapes", "2x3x4"], "NxCxHxW"),
+    (["--ops", "nope"], "unknown case"),
+    (["--ops", "none", "--blocks", "none"], "nothing to time"),
+    (["--passes", "bwd"], "unknown pass"),
+    (["--threads", "0"], "--threads"),
+])
+def test_bad_command_lines_are_refused_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(argv)
+    assert message in str(exit_info.value) + capsys.readouterr().err
