@@ -160,7 +160,7 @@ class Module:
             if key in values and values[key].shape != current.shape:
                 misshaped.append((key, current.shape, values[key].shape))
         if misshaped or (strict and (missing or unexpected)):
-            raise state_dict_problems(missing, unexpected if strict or misshaped else [], misshaped,
+            raise state_dict_problems(missing if strict else [], unexpected if strict else [], misshaped,
                                       f"{type(self).__name__}.load_state_dict")
         for key, (owner, name, kind) in entries.items():
             if key in values:
