@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import minitorch_attn as mt
@@ -192,8 +191,35 @@ def test_measure_reaches_both_minimums():
     (["--ops", "none", "--blocks", "none"], "nothing to time"),
     (["--passes", "bwd"], "unknown pass"),
     (["--threads", "0"], "--threads"),
+    (["--backends", "nope"], "unknown backend"),
 ])
 def test_bad_command_lines_are_refused_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench_main(argv)
     assert message in str(exit_info.value) + capsys.readouterr().err
+
+
+def test_a_mismatch_or_a_crash_skips_that_side_and_is_reported(monkeypatch):
+    """Orchestration with stand-in children: numpy fails its check (never timed), numba's timing crashes."""
+    def timing(case, pass_name, ms, variant=None):
+        return {"case": case, "pass": pass_name, "variant": variant, "median_ms": ms, "iqr_ms": 0.0, "reps": 3}
+
+    started = []
+
+    def fake_child(spec, settings):
+        started.append((spec["mode"], spec["side"]))
+        if spec["mode"] == "check":
+            return {"checks": [{"backend": "numpy", "case": "conv7x7", "variant": "eager", "error": "numpy differs"},
+                               {"backend": "numba", "case": "conv7x7", "variant": "eager", "max_rel_error": 1e-7}]}
+        if spec["side"] == "numba":
+            raise runner.ChildFailed("time numba crashed")
+        return {"threads": 2, "copy_gb_per_s": 10.0,
+                "timings": [timing("conv7x7", p, 2.0, "eager") for p in PASSES]}
+
+    monkeypatch.setattr(runner, "run_child", fake_child)
+    settings = runner.Settings(shapes=((2, 4, 8, 8),), backends=("numpy", "numba"), cases=("conv7x7",))
+    document = runner.run(settings, log=lambda line: None)
+    assert started == [("check", "check"), ("time", "torch"), ("time", "numba")]
+    assert document["failures"] == ["numpy differs", "time numba crashed"]
+    assert {e["backend"] for e in document["entries"]} == {"torch"}
+    assert "FAILED: numpy differs" in report.text_table(document)

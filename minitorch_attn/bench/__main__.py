@@ -68,6 +68,20 @@ def _cases(args):
     return ops + blocks
 
 
+def _backends(names):
+    """The requested backends, refused before any work when unknown or unavailable here."""
+    from .. import backends
+
+    for name in names:
+        if name not in backends.BACKEND_MODULES:
+            raise SystemExit(f"--backends: unknown backend {name!r}; expected some of {list(backends.BACKEND_MODULES)}")
+        try:
+            backends.kernels(name)
+        except (backends.BackendUnavailable, ImportError) as error:
+            raise SystemExit(f"--backends: {error}") from None
+    return names
+
+
 def settings_from(args):
     unknown = [p for p in args.passes if p not in PASSES] + [d for d in args.dtypes if d not in ("float32", "float64")]
     if unknown:
@@ -77,7 +91,7 @@ def settings_from(args):
     quick = args.quick
     return runner.Settings(
         shapes=args.shapes or ((runner.QUICK_SHAPE,) if quick else runner.SHAPES),
-        dtypes=args.dtypes, backends=args.backends or (), cases=_cases(args), passes=args.passes,
+        dtypes=args.dtypes, backends=_backends(args.backends or ()), cases=_cases(args), passes=args.passes,
         threads=args.threads,
         min_time=args.min_time if args.min_time is not None else (0.02 if quick else 0.5),
         min_reps=args.min_reps if args.min_reps is not None else (3 if quick else 20),

@@ -14,7 +14,7 @@ import numpy as np
 from ..nn import BAM, CBAM, init
 from ..nn.layers import _BatchNorm
 from ..tensor import Tensor
-from .ops_cases import MAX_VARIANTS, _channel_max, _global_max
+from .ops_cases import MAX_VARIANTS, channel_max, global_max
 
 BLOCK_VARIANTS = {"cbam": MAX_VARIANTS, "bam": ("eager",)}
 
@@ -94,11 +94,11 @@ def torch_cbam(x, state, options, variant):
 
     n = x.shape[0]
     # both descriptors through the shared MLP in one batch: one GEMM per layer instead of two
-    descriptors = torch.cat([x.mean(dim=(2, 3)), _global_max(x, variant)], dim=0)
+    descriptors = torch.cat([x.mean(dim=(2, 3)), global_max(x, variant)], dim=0)
     hidden = F.relu(F.linear(descriptors, state["channel_gate.fc0.weight"], state["channel_gate.fc0.bias"]))
     mlp = F.linear(hidden, state["channel_gate.fc1.weight"], state["channel_gate.fc1.bias"])
     refined = x * torch.sigmoid(mlp[:n] + mlp[n:])[:, :, None, None]
-    pooled = torch.cat([refined.mean(dim=1, keepdim=True), _channel_max(refined, variant)], dim=1)
+    pooled = torch.cat([refined.mean(dim=1, keepdim=True), channel_max(refined, variant)], dim=1)
     logit = F.conv2d(pooled, state["spatial_gate.conv.weight"], padding=options["kernel_size"] // 2)
     logit = _torch_batch_norm(logit, state, options, "spatial_gate.bn")
     return refined * torch.sigmoid(logit)

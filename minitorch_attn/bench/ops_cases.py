@@ -49,14 +49,14 @@ def _plane(shape, channels=1):
     return (n, channels, h, w)
 
 
-def _global_max(x, variant):
+def global_max(x, variant):
     """Max over H×W: ``amax`` (splits the gradient between ties) or the index-based ``max`` (first maximum)."""
     if variant == "amax":
         return x.amax(dim=(2, 3))
     return x.flatten(2).max(dim=2).values
 
 
-def _channel_max(x, variant):
+def channel_max(x, variant):
     if variant == "amax":
         return x.amax(dim=1, keepdim=True)
     return x.max(dim=1, keepdim=True).values
@@ -67,7 +67,7 @@ MAX_VARIANTS = ("amax", "index")
 
 def torch_global_avg_max_pool(tensors, options, variant):
     (x,) = tensors
-    return x.mean(dim=(2, 3)), _global_max(x, variant)
+    return x.mean(dim=(2, 3)), global_max(x, variant)
 
 
 def torch_channel_gate_and_pool(tensors, options, variant):
@@ -75,7 +75,7 @@ def torch_channel_gate_and_pool(tensors, options, variant):
 
     x, gate = tensors
     y = x * gate[:, :, None, None]
-    return y, torch.cat([y.mean(dim=1, keepdim=True), _channel_max(y, variant)], dim=1)
+    return y, torch.cat([y.mean(dim=1, keepdim=True), channel_max(y, variant)], dim=1)
 
 
 def torch_residual_gate(tensors, options, variant):

@@ -100,7 +100,7 @@ def text_table(document):
                                    for i, (cell, w) in enumerate(zip(row, widths))))
         lines.append("")
     lines += list(_goal_lines(document))
-    lines += [f"CHECK FAILED: {message}" for message in document["failures"]]
+    lines += [f"FAILED: {message}" for message in document["failures"]]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from .ops_cases import REDUCTION
+from .ops_cases import OP_CASES, REDUCTION
 from .traffic import PASSES, floor_bytes, floor_ms
 
 SHAPES = ((32, 64, 32, 32), (16, 256, 28, 28), (8, 512, 14, 14))
@@ -67,12 +67,15 @@ def run_child(spec, settings):
         spec_path, result_path = os.path.join(folder, "spec.json"), os.path.join(folder, "result.json")
         with open(spec_path, "w") as f:
             json.dump(spec, f)
-        done = subprocess.run([sys.executable, "-m", "minitorch_attn.bench.worker", spec_path, result_path],
-                              env=child_environment(settings.threads), capture_output=True, text=True,
-                              timeout=settings.child_timeout)
+        what = f"{spec['mode']} {spec['side']} {tuple(spec['shape'])} {spec['dtype']}"
+        try:
+            done = subprocess.run([sys.executable, "-m", "minitorch_attn.bench.worker", spec_path, result_path],
+                                  env=child_environment(settings.threads), capture_output=True, text=True,
+                                  timeout=settings.child_timeout)
+        except subprocess.TimeoutExpired:
+            raise ChildFailed(f"{what} ran longer than {settings.child_timeout:.0f} s") from None
         if done.returncode != 0:
-            raise ChildFailed(f"{spec['mode']} {spec['side']} {tuple(spec['shape'])} {spec['dtype']} exited with "
-                              f"{done.returncode}:\n{done.stderr[-4000:]}")
+            raise ChildFailed(f"{what} exited with {done.returncode}:\n{done.stderr[-4000:]}")
         with open(result_path) as f:
             return json.load(f)
 
@@ -86,8 +89,6 @@ def default_backends():
 
 
 def default_cases():
-    from .ops_cases import OP_CASES
-
     return tuple(OP_CASES) + BLOCKS
 
 
@@ -143,25 +144,39 @@ def run(settings, log=print, command=None):
                         threads=settings.threads, min_time=settings.min_time, min_reps=settings.min_reps,
                         warmup_time=settings.warmup_time, seed=settings.seed)
             log(f"check  {', '.join(backends)} {shape} {dtype} against PyTorch")
-            checks = run_child(dict(base, mode="check", side="check", backends=list(backends)), settings)["checks"]
-            document["checks"] += [dict(c, shape=list(shape), dtype=dtype) for c in checks]
+            try:
+                checks = run_child(dict(base, mode="check", side="check", backends=list(backends)), settings)
+            except ChildFailed as error:
+                _fail(document, log, error)
+                continue
+            document["checks"] += [dict(c, shape=list(shape), dtype=dtype) for c in checks["checks"]]
             timed = []
             for backend in backends:
-                mine = [c for c in checks if c["backend"] == backend]
+                mine = [c for c in checks["checks"] if c["backend"] == backend]
                 failed = [c["error"] for c in mine if "error" in c]
-                document["failures"] += failed
                 for message in failed:
-                    log(f"  MISMATCH {message}")
+                    _fail(document, log, message)
                 if not failed:
                     log(f"  {backend}: max relative error {max(c['max_rel_error'] for c in mine):.2g}")
                     timed.append(backend)
             groups = {}
             for side in ["torch"] + timed:
                 log(f"time   {side:6s} {shape} {dtype}")
-                groups[side] = run_child(dict(base, mode="time", side=side), settings)
+                try:
+                    groups[side] = run_child(dict(base, mode="time", side=side), settings)
+                except ChildFailed as error:
+                    _fail(document, log, error)
+            if "torch" not in groups:
+                continue
             join_group(document, groups, shape, dtype)
     document["goals"] = evaluate_goals(document["entries"])
     return document
+
+
+def _fail(document, log, problem):
+    """Record a failed check or crashed group; the run goes on with the other groups and exits non-zero."""
+    document["failures"].append(str(problem))
+    log(f"  FAILED {problem}")
 
 
 def join_group(document, groups, shape, dtype):

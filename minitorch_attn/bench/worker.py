@@ -1,11 +1,11 @@
 """One measurement group in its own process: ``python -m minitorch_attn.bench.worker SPEC.json RESULT.json``.
 
 The parent (:mod:`minitorch_attn.bench.runner`) starts every group with the same fixed environment
-(malloc settings, thread counts). A group is one side (an our backend, or ``torch``) at one shape and
-dtype, in one of two modes:
+(malloc settings, thread counts). A group is one shape and dtype in one of two modes:
 
-* ``check``: our backend against PyTorch on the same inputs and parameters (imports both; never timed);
-* ``time``: one side only, so that PyTorch's and Numba's OpenMP runtimes never share a process.
+* ``check``: each of our backends against PyTorch on the same inputs and parameters (imports both; never timed);
+* ``time``: one side only (one of our backends, or ``torch``), so that PyTorch's and Numba's OpenMP
+  runtimes never share a process.
 """
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ import sys
 import numpy as np
 
 from ..testing import rel_error
+from .block_cases import BLOCK_VARIANTS, TORCH_BLOCKS, OursBlock, TorchBlock
 from .measure import COPIES, copy_bandwidth, measure
+from .ops_cases import OP_CASES, OursOp, TorchOp
 from .traffic import PASSES
 
-#: Largest relative error (``testing.rel_error``) accepted before timing, per dtype: ten times the
-#: op tests' tolerance, since the blocks' reductions run over up to N·H·W = 12544 terms.
+#: Largest relative error (``testing.rel_error``) accepted before timing, per dtype: ten times the op
+#: tests' tolerance, since batch-norm statistics and weight gradients sum over N·H·W terms (32768 here).
 CHECK_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
 
@@ -29,9 +31,6 @@ class BenchmarkMismatch(AssertionError):
 
 def op_or_block(name):
     """("op", OpCase) or ("block", block name)."""
-    from .block_cases import TORCH_BLOCKS
-    from .ops_cases import OP_CASES
-
     if name in OP_CASES:
         return "op", OP_CASES[name]
     if name in TORCH_BLOCKS:
@@ -40,17 +39,12 @@ def op_or_block(name):
 
 
 def variants(name):
-    from .block_cases import BLOCK_VARIANTS
-
     kind, case = op_or_block(name)
     return case.variants if kind == "op" else BLOCK_VARIANTS[name]
 
 
 def build_ours(name, shape, dtype, seed):
     """Our side of a case on the current backend: an object with ``forward()`` and ``forward_backward()``."""
-    from .block_cases import OursBlock
-    from .ops_cases import OursOp
-
     kind, case = op_or_block(name)
     return OursOp(case, shape, dtype, seed) if kind == "op" else OursBlock(name, shape, dtype, seed)
 
@@ -60,9 +54,6 @@ def build_theirs(ours, name, variant, parameter_seed=None):
 
     ``parameter_seed`` (blocks only) gives PyTorch other parameter values: a deliberately wrong pair.
     """
-    from .block_cases import TorchBlock
-    from .ops_cases import TorchOp
-
     kind, _ = op_or_block(name)
     if kind == "block":
         return TorchBlock(ours, name, variant, parameter_seed)
