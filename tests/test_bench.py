@@ -187,6 +187,8 @@ def test_measure_reaches_both_minimums():
 
 @pytest.mark.parametrize("argv, message", [
     (["--shapes", "2x3x4"], "NxCxHxW"),
+    (["--shapes", "2x8x4x4"], "C >= 16"),
+    (["--shapes", "1x16x4x4"], "N >= 2"),
     (["--ops", "nope"], "unknown case"),
     (["--ops", "none", "--blocks", "none"], "nothing to time"),
     (["--passes", "bwd"], "unknown pass"),
@@ -223,3 +225,18 @@ def test_a_mismatch_or_a_crash_skips_that_side_and_is_reported(monkeypatch):
     assert document["failures"] == ["numpy differs", "time numba crashed"]
     assert {e["backend"] for e in document["entries"]} == {"torch"}
     assert "FAILED: numpy differs" in report.text_table(document)
+
+
+def test_timing_our_side_never_loads_torch():
+    """PyTorch's OpenMP runtime must stay out of our timing processes."""
+    program = (
+        "import sys\n"
+        "from minitorch_attn.bench import worker\n"
+        "spec = dict(mode='time', side='numpy', shape=[2, 16, 4, 4], dtype='float32', cases=['cbam', 'conv7x7'],\n"
+        "            passes=['fwd', 'fwd+bwd'], threads=1, min_time=0.0, min_reps=1, warmup_time=0.0, seed=0)\n"
+        "assert len(worker.time_group(spec)['timings']) == 4\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -9,6 +9,7 @@ import sys
 import time
 
 from . import report, runner
+from .ops_cases import REDUCTION
 from .traffic import PASSES
 
 
@@ -19,6 +20,9 @@ def _shape(text):
         shape = ()
     if len(shape) != 4 or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"a shape is NxCxHxW with positive ints, e.g. 16x256x28x28; got {text!r}")
+    if shape[1] < REDUCTION or shape[0] < 2:
+        raise argparse.ArgumentTypeError(f"the blocks need C >= {REDUCTION} (the reduction ratio) and N >= 2 (BAM's "
+                                         f"channel branch batch-normalises over the batch); got {text!r}")
     return shape
 
 
