@@ -152,12 +152,12 @@ def test_conv2d_settings_of_the_papers(name, weight_shape, options, dtype, backe
     ((2, 2, 2, 2), (2, 1, 2, 3), dict(stride=(2, 2), padding=(2, 2), dilation=(2, 2), groups=2)),
     ((2, 2, 1, 10), (2, 2, 1, 7), dict(stride=(1, 2), padding=(2, 2), dilation=(1, 2), groups=1)),
 ], ids=["stride2-dilation2-groups2", "stride(1,2)-kernel1x7"])
-def test_conv2d_taps_that_see_only_padding(x_shape, weight_shape, options, dtype, backend_name, rng, request):
-    """Strided kernels whose edge taps read padding only, for every output column (found by the parity table)."""
-    if backend_name == "numba":
-        # _tap_columns_scatter gets an empty column range with stride > 1 and slices image[ih, lo:lo - sw + 1:sw],
-        # whose negative stop wraps: it reads past the end of the empty source (garbage in dx, run-dependent).
-        request.applymarker(pytest.mark.xfail(reason="numba conv2d_backward: empty column range with stride > 1"))
+def test_conv2d_taps_that_see_only_padding(x_shape, weight_shape, options, dtype, backend_name, rng):
+    """Strided kernels whose edge taps read padding only, for every output column (found by the parity table).
+
+    The column range of such a tap is empty; a slice ``[lo : lo + (len - 1)·stride + 1 : stride]`` built from it
+    has a negative stop when len = 0, which wraps around instead of selecting nothing.
+    """
     sample = Sample({"x": rng.standard_normal(x_shape).astype(dtype),
                      "weight": rng.standard_normal(weight_shape).astype(dtype)}, options)
     assert_matches_torch("conv2d", sample, backend_name)

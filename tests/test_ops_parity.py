@@ -24,7 +24,7 @@ def assert_within_tolerance(case, sample, errors, dtype):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
-@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_matches_torch(case, dtype, backend_name, data):
     ties = case.ties and data.draw(st.booleans(), label="integer inputs with ties")
