@@ -21,24 +21,27 @@ BACKENDS = [b for b in ("numpy", "numba") if b in mt.available_backends()]
 CASES = ("global_avg_max_pool", "cbam")
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """One --quick run on a fused op and a block (the slowest part of this file: a few child processes).
+def test_quick_run_end_to_end(tmp_path):
+    """One --quick run on a fused op and a block (the slowest test here: a few child processes), checked by
+    the helpers below. One test, so that pytest-xdist cannot start the run once per worker.
 
     One thread: nothing here is about speed, and a single thread keeps the run short on a busy machine.
     """
-    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    out = tmp_path / "quick.json"
     command = [sys.executable, "-m", "minitorch_attn.bench", "--quick", "--ops", CASES[0], "--blocks", CASES[1],
                "--backends", ",".join(BACKENDS), "--threads", "1", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert done.returncode == 0, done.stderr[-3000:]
     with open(out) as f:
-        return json.load(f), done.stdout
+        document = json.load(f)
+    check_schema(document)
+    check_checks(document)
+    check_printed_rows(done.stdout)
+    check_markdown_and_readme(document, tmp_path)
 
 
-def test_quick_run_writes_the_documented_schema(quick_run):
-    document, _ = quick_run
+def check_schema(document):
     assert document["schema"] == 1 and document["settings"]["quick"] is True
     assert {"cpu", "cores", "threads"} <= set(document["machine"]) and document["machine"]["threads"] == 1
     assert {"numpy", "numba", "torch"} <= set(document["versions"])
@@ -59,22 +62,20 @@ def test_quick_run_writes_the_documented_schema(quick_run):
     assert {b["side"] for b in document["bandwidth"]} == {"torch"} | set(BACKENDS)
 
 
-def test_quick_run_checked_every_backend_and_variant_before_timing(quick_run):
-    document, _ = quick_run
+def check_checks(document):
+    """Every backend and every PyTorch variant was checked before timing."""
     checked = {(c["backend"], c["case"], c["variant"]) for c in document["checks"]}
     assert checked == {(b, c, v) for b in BACKENDS for c in CASES for v in ("amax", "index")}
     assert all(c["max_rel_error"] < 1e-4 for c in document["checks"])
 
 
-def test_quick_run_prints_one_row_per_case_and_pass(quick_run):
-    _, stdout = quick_run
+def check_printed_rows(stdout):
     for case in CASES:
         for pass_name in PASSES:
             assert any(line.split()[:2] == [case, pass_name] for line in stdout.splitlines()), stdout
 
 
-def test_markdown_and_readme_rendering(quick_run, tmp_path):
-    document, _ = quick_run
+def check_markdown_and_readme(document, tmp_path):
     section = report.markdown(document)
     assert document["machine"]["cpu"] in section
     rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| ") and "---" not in line]
