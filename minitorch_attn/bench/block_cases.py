@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import BAM, CBAM, init
-from ..nn.layers import _BatchNorm
+from ..nn import BAM, CBAM, BatchNorm1d, BatchNorm2d, init
 from ..tensor import Tensor
 from .ops_cases import MAX_VARIANTS, channel_max, global_max
 
@@ -75,7 +74,7 @@ def torch_options(name, module):
     unsupported = {key: config[key] for key, value in SUPPORTED[name].items() if config[key] != value}
     if unsupported:
         raise ValueError(f"the PyTorch {name} implements {SUPPORTED[name]}; the module has {unsupported}")
-    bn = {key: (m.momentum, m.eps) for key, m in module.named_modules() if isinstance(m, _BatchNorm)}
+    bn = {key: (m.momentum, m.eps) for key, m in module.named_modules() if isinstance(m, (BatchNorm1d, BatchNorm2d))}
     return dict(config, bn=bn)
 
 

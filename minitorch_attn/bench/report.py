@@ -39,7 +39,9 @@ def _number(value, digits=2):
 
 
 def _ms(value):
-    return "–" if value is None else (f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}")
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
 def _rows(document):
@@ -53,7 +55,8 @@ def _rows(document):
         for (case, pass_name), by_backend in group.items():
             torch_entry = by_backend.get("torch")
             floor = next(iter(by_backend.values()))["floor_ms"]  # the same for every backend
-            torch_ms = "–" if torch_entry is None else f"{_ms(torch_entry['median_ms'])} ({torch_entry['torch_variant']})"
+            torch_ms = "–" if torch_entry is None else \
+                f"{_ms(torch_entry['median_ms'])} ({torch_entry['torch_variant']})"
             row = [case, pass_name, _ms(floor), torch_ms]
             for backend in backends:
                 entry = by_backend.get(backend)

@@ -27,9 +27,12 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "
 #: The issue's goals, checked at float32: (description, backend, case, pass, quantity, comparison, target).
 GOALS = (
     ("numba CBAM forward ≥ 1.5× faster than PyTorch", "numba", "cbam", "fwd", "ratio_vs_torch", ">=", 1.5),
-    ("numba CBAM forward+backward ≥ 3× faster than PyTorch", "numba", "cbam", "fwd+bwd", "ratio_vs_torch", ">=", 3.0),
-    ("numba BAM forward+backward at least as fast as PyTorch", "numba", "bam", "fwd+bwd", "ratio_vs_torch", ">=", 1.0),
-    ("numba CBAM forward within 2.5× of the memory-traffic floor", "numba", "cbam", "fwd", "time_over_floor", "<=", 2.5),
+    ("numba CBAM forward+backward ≥ 3× faster than PyTorch",
+     "numba", "cbam", "fwd+bwd", "ratio_vs_torch", ">=", 3.0),
+    ("numba BAM forward+backward at least as fast as PyTorch",
+     "numba", "bam", "fwd+bwd", "ratio_vs_torch", ">=", 1.0),
+    ("numba CBAM forward within 2.5× of the memory-traffic floor",
+     "numba", "cbam", "fwd", "time_over_floor", "<=", 2.5),
 )
 
 
@@ -120,7 +123,7 @@ def versions():
 
 
 def run(settings, log=print, command=None):
-    """Check, then time, every (shape, dtype) group; returns the results document (its schema: the package docstring)."""
+    """Check, then time, every (shape, dtype) group; returns the results document (schema: the package docstring)."""
     backends = settings.backends or default_backends()
     cases = settings.cases or default_cases()
     document = {
@@ -222,7 +225,8 @@ def evaluate_goals(entries):
     goals = []
     for description, backend, case, pass_name, quantity, comparison, target in GOALS:
         for entry in entries:
-            if (entry["backend"], entry["name"], entry["pass"], entry["dtype"]) != (backend, case, pass_name, "float32") \
+            wanted = (backend, case, pass_name, "float32")
+            if (entry["backend"], entry["name"], entry["pass"], entry["dtype"]) != wanted \
                     or tuple(entry["shape"]) not in SHAPES:
                 continue
             value = entry[quantity]
