@@ -620,21 +620,37 @@ def _merged_axes(kernel, shape, operands):
     return merged, per_operand
 
 
+@njit(cache=True)
+def _combine(u, v, multiply):
+    return u * v if multiply else u + v
+
+
 @njit(parallel=True, cache=True)
 def _binary_loop(a, b, multiply, out):
-    """out = a ⊗ b (product if ``multiply`` else sum); a and b are 4-D broadcast views of out's shape."""
+    """out = a ⊗ b (product if ``multiply`` else sum) for 4-D a, b whose sizes are out's or 1.
+
+    The operands come un-broadcast (contiguous), so each output row reads a
+    contiguous row or one repeated number of each operand: the three row loops
+    below vectorise, where stride-0 broadcast views did not.
+    """
     T0, T1, T2, T3 = out.shape
     for task in prange(T0 * T1 * T2):
         i0 = task // (T1 * T2)
         i1 = (task // T2) % T1
         i2 = task % T2
-        row_a, row_b, row_out = a[i0, i1, i2], b[i0, i1, i2], out[i0, i1, i2]
-        if multiply:
+        # A size-1 axis of an operand is read at index 0 for every output index.
+        row_a = a[i0 if a.shape[0] > 1 else 0, i1 if a.shape[1] > 1 else 0, i2 if a.shape[2] > 1 else 0]
+        row_b = b[i0 if b.shape[0] > 1 else 0, i1 if b.shape[1] > 1 else 0, i2 if b.shape[2] > 1 else 0]
+        row_out = out[i0, i1, i2]
+        if row_a.shape[0] == row_b.shape[0]:
             for j in range(T3):
-                row_out[j] = row_a[j] * row_b[j]
+                row_out[j] = _combine(row_a[j], row_b[j], multiply)
+        elif row_a.shape[0] == 1:
+            for j in range(T3):
+                row_out[j] = _combine(row_a[0], row_b[j], multiply)
         else:
             for j in range(T3):
-                row_out[j] = row_a[j] + row_b[j]
+                row_out[j] = _combine(row_a[j], row_b[0], multiply)
 
 
 @njit(parallel=True, cache=True)
@@ -681,11 +697,8 @@ def _binary(kernel, a, b, multiply):
         raise ValueError(f"{kernel}: shapes {a.shape} and {b.shape} do not broadcast") from None
     padded = [(1,) * (len(shape) - x.ndim) + x.shape for x in (a, b)]
     merged, (shape_a, shape_b) = _merged_axes(kernel, shape, padded)
-    # Read-only broadcast views (stride 0 along stretched axes): one compiled variant per dtype.
-    view_a = np.broadcast_to(a.reshape(shape_a), merged)
-    view_b = np.broadcast_to(b.reshape(shape_b), merged)
     out = np.empty(merged, a.dtype)
-    _binary_loop(view_a, view_b, multiply, out)
+    _binary_loop(a.reshape(shape_a), b.reshape(shape_b), multiply, out)
     return out.reshape(shape)
 
 
