@@ -272,6 +272,20 @@ def test_conv2d_cbam_and_bam_shapes(dtype):
         check("conv2d_backward", values(rng, (2, 8, 11, 9), dtype), x, w, *settings_, True)
 
 
+@pytest.mark.parametrize("x_shape, weight_shape, stride, padding, dilation, groups", [
+    ((2, 2, 2, 2), (2, 1, 2, 3), (2, 2), (2, 2), (2, 2), 2),
+    ((2, 2, 1, 10), (2, 2, 1, 7), (1, 2), (2, 2), (1, 2), 1),
+    ((1, 1, 3, 9), (8, 1, 3, 7), (3, 2), (3, 3), (2, 2), 1),  # the same on the im2col path
+])
+def test_conv2d_taps_that_see_only_padding(x_shape, weight_shape, stride, padding, dilation, groups):
+    """Strided taps whose every output column reads padding: their column range is empty."""
+    rng = np.random.default_rng(11)
+    x, weight = values(rng, x_shape, np.float64), values(rng, weight_shape, np.float64)
+    out = ref.conv2d_forward(x, weight, None, stride, padding, dilation, groups)
+    check("conv2d_forward", x, weight, None, stride, padding, dilation, groups)
+    check("conv2d_backward", values(rng, out.shape, np.float64), x, weight, stride, padding, dilation, groups, False)
+
+
 @SMALL
 @given(seed=SEEDS, dtype=DTYPES, shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 9)),
        training=st.booleans())

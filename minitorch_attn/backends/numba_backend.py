@@ -752,33 +752,44 @@ def _add_scaled(dest, scale, source):
         dest[i] += scale * source[i]
 
 
-# A tap reads the input row ih at columns iw_lo, iw_lo + sw, ... The stride-1
-# case gets its own contiguous slice: with a run-time stride LLVM does not
-# vectorise the row loop (CBAM's 7×7 conv ran 3× slower).
+# A tap reads the input row ih at columns iw_lo, iw_lo + sw, ... (count of
+# them). The stride-1 case gets its own contiguous slice: with a run-time
+# stride LLVM does not vectorise the row loop (CBAM's 7×7 conv ran 3× slower).
+# A tap that sees padding only has count 0, and then no slice may be built:
+# its stop iw_lo - sw + 1 can be negative and would wrap around to the row's end.
 @njit(cache=True)
 def _tap_columns_add(dest, scale, image, ih, iw_lo, sw):
     """dest[k] += scale · image[ih, iw_lo + k·sw] for k < len(dest)."""
+    count = dest.shape[0]
+    if count == 0:
+        return
     if sw == 1:
-        _add_scaled(dest, scale, image[ih, iw_lo:iw_lo + dest.shape[0]])
+        _add_scaled(dest, scale, image[ih, iw_lo:iw_lo + count])
     else:
-        _add_scaled(dest, scale, image[ih, iw_lo:iw_lo + (dest.shape[0] - 1) * sw + 1:sw])
+        _add_scaled(dest, scale, image[ih, iw_lo:iw_lo + (count - 1) * sw + 1:sw])
 
 
 @njit(cache=True)
 def _tap_columns_scatter(image, ih, iw_lo, sw, scale, source):
     """image[ih, iw_lo + k·sw] += scale · source[k] for k < len(source): the adjoint of the above."""
+    count = source.shape[0]
+    if count == 0:
+        return
     if sw == 1:
-        _add_scaled(image[ih, iw_lo:iw_lo + source.shape[0]], scale, source)
+        _add_scaled(image[ih, iw_lo:iw_lo + count], scale, source)
     else:
-        _add_scaled(image[ih, iw_lo:iw_lo + (source.shape[0] - 1) * sw + 1:sw], scale, source)
+        _add_scaled(image[ih, iw_lo:iw_lo + (count - 1) * sw + 1:sw], scale, source)
 
 
 @njit(cache=True)
 def _tap_columns_dot(row, image, ih, iw_lo, sw):
     """Σ_k row[k] · image[ih, iw_lo + k·sw]."""
+    count = row.shape[0]
+    if count == 0:
+        return row.dtype.type(0)
     if sw == 1:
-        return _lane_dot(row, image[ih, iw_lo:iw_lo + row.shape[0]])
-    return _lane_dot(row, image[ih, iw_lo:iw_lo + (row.shape[0] - 1) * sw + 1:sw])
+        return _lane_dot(row, image[ih, iw_lo:iw_lo + count])
+    return _lane_dot(row, image[ih, iw_lo:iw_lo + (count - 1) * sw + 1:sw])
 
 
 @njit(parallel=True, cache=True)
@@ -855,11 +866,10 @@ def _conv2d_direct_weight_grad_loop(grad, x, sh, sw, ph, pw, dh, dw, dweight):
         oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
         ow_lo, ow_hi = _valid_outputs(kw * dw - pw, sw, W, OW)
         total = x.dtype.type(0)
-        if ow_hi > ow_lo:  # else this tap sees padding only
-            for n in range(N):
-                for oh in range(oh_lo, oh_hi):
-                    total += _tap_columns_dot(grad[n, co, oh, ow_lo:ow_hi], x[n, c],
-                                              oh * sh + kh * dh - ph, ow_lo * sw + kw * dw - pw, sw)
+        for n in range(N):
+            for oh in range(oh_lo, oh_hi):
+                total += _tap_columns_dot(grad[n, co, oh, ow_lo:ow_hi], x[n, c],
+                                          oh * sh + kh * dh - ph, ow_lo * sw + kw * dw - pw, sw)
         dweight[co, ci, kh, kw] = total
 
 
