@@ -38,3 +38,12 @@ def dtype(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20240607)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Show the lines tests recorded with ``record_property("summary", line)`` (xdist workers' too)."""
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        if report.when == "call":
+            for name, value in report.user_properties:
+                if name == "summary":
+                    terminalreporter.write_line(value)

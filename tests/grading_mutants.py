@@ -31,7 +31,8 @@ from minitorch_attn.grading.regions import _exercise_call, solution_regions
 class Mutant:
     exercise: str
     mistake: str
-    edits: tuple  # ((old, new), ...): each old must occur exactly once in the solution region
+    old: str  # text of the solution region (it must occur there exactly once) ...
+    new: str  # ... and what the student wrote instead
 
     def build(self):
         return _compile_mutant(self)
@@ -39,85 +40,119 @@ class Mutant:
 
 MUTANTS = [
     # 1.1 global average pooling backward
-    Mutant("1.1", "forgets the 1/(H·W)", (("(grad / (H * W))", "grad"),)),
-    Mutant("1.1", "divides by H only", (("(grad / (H * W))", "(grad / H)"),)),
-    Mutant("1.1", "divides by N·C·H·W (the mean of the whole tensor)", (("(grad / (H * W))", "(grad / (N * C * H * W))"),)),
+    Mutant("1.1", "forgets the 1/(H·W)", "(grad / (H * W))", "grad"),
+    Mutant("1.1", "divides by H only", "(grad / (H * W))", "(grad / H)"),
+    Mutant("1.1", "divides by N·C·H·W (the mean of the whole tensor)",
+           "(grad / (H * W))",
+           "(grad / (N * C * H * W))"),
     # 1.2 global max pooling backward
-    Mutant("1.2", "spreads g over the whole plane", (
-        ("np.put_along_axis(dx, index[:, :, None], grad[:, :, None], axis=2)", "dx[...] = grad[:, :, None]"),)),
-    Mutant("1.2", "reads the flat index as (W, H): the plane transposed", (
-        ("return dx.reshape(shape)", "return dx.reshape(N, C, W, H).transpose(0, 1, 3, 2).copy()"),)),
-    Mutant("1.2", "float64 whatever the input dtype", (("np.zeros((N, C, H * W), grad.dtype)", "np.zeros((N, C, H * W))"),)),
+    Mutant("1.2", "spreads g over the whole plane",
+           "np.put_along_axis(dx, index[:, :, None], grad[:, :, None], axis=2)",
+           "dx[...] = grad[:, :, None]"),
+    Mutant("1.2", "reads the flat index as (W, H): the plane transposed",
+           "return dx.reshape(shape)",
+           "return dx.reshape(N, C, W, H).transpose(0, 1, 3, 2).copy()"),
+    Mutant("1.2", "float64 whatever the input dtype",
+           "np.zeros((N, C, H * W), grad.dtype)",
+           "np.zeros((N, C, H * W))"),
     # 2.1 linear backward
-    Mutant("2.1", "transposed weight in dx", (("dx = grad @ weight", "dx = grad @ weight.T"),)),
-    Mutant("2.1", "dW transposed", (("grad.T @ x", "x.T @ grad"),)),
-    Mutant("2.1", "missing bias gradient", (("grad.sum(axis=0) if has_bias else None", "None"),)),
-    Mutant("2.1", "bias gradient averaged over the batch", (("grad.sum(axis=0)", "grad.mean(axis=0)"),)),
+    Mutant("2.1", "transposed weight in dx", "dx = grad @ weight", "dx = grad @ weight.T"),
+    Mutant("2.1", "dW transposed", "grad.T @ x", "x.T @ grad"),
+    Mutant("2.1", "missing bias gradient", "grad.sum(axis=0) if has_bias else None", "None"),
+    Mutant("2.1", "bias gradient averaged over the batch", "grad.sum(axis=0)", "grad.mean(axis=0)"),
     # 2.2 CBAM channel attention logit
-    Mutant("2.2", "forgets the ReLU", (("ops.relu(ops.linear(descriptor, w0, b0))", "ops.linear(descriptor, w0, b0)"),)),
-    Mutant("2.2", "keeps only the last descriptor", (("logit = term if logit is None else ops.add(logit, term)", "logit = term"),)),
-    Mutant("2.2", "returns σ(logit), the gate", (("return logit", "return ops.sigmoid(logit)"),)),
+    Mutant("2.2", "forgets the ReLU", "ops.relu(ops.linear(descriptor, w0, b0))", "ops.linear(descriptor, w0, b0)"),
+    Mutant("2.2", "keeps only the last descriptor",
+           "logit = term if logit is None else ops.add(logit, term)",
+           "logit = term"),
+    Mutant("2.2", "returns σ(logit), the gate", "return logit", "return ops.sigmoid(logit)"),
     # 3.1 channel mean backward
-    Mutant("3.1", "divides by H·W instead of C", (("grad / shape[1]", "grad / (shape[2] * shape[3])"),)),
-    Mutant("3.1", "forgets the 1/C", (("grad / shape[1]", "grad"),)),
+    Mutant("3.1", "divides by H·W instead of C", "grad / shape[1]", "grad / (shape[2] * shape[3])"),
+    Mutant("3.1", "forgets the 1/C", "grad / shape[1]", "grad"),
     # 3.2 channel max backward
-    Mutant("3.2", "sends g to every channel", (("np.put_along_axis(dx, index, grad, axis=1)", "dx[...] = grad"),)),
-    Mutant("3.2", "scatters along H instead of C", (("np.put_along_axis(dx, index, grad, axis=1)",
-                                                     "np.put_along_axis(dx, np.minimum(index, shape[2] - 1), grad, axis=2)"),)),
-    Mutant("3.2", "float64 whatever the input dtype", (("np.zeros(shape, grad.dtype)", "np.zeros(shape)"),)),
+    Mutant("3.2", "sends g to every channel", "np.put_along_axis(dx, index, grad, axis=1)", "dx[...] = grad"),
+    Mutant("3.2", "scatters along H instead of C",
+           "np.put_along_axis(dx, index, grad, axis=1)",
+           "np.put_along_axis(dx, np.minimum(index, shape[2] - 1), grad, axis=2)"),
+    Mutant("3.2", "float64 whatever the input dtype", "np.zeros(shape, grad.dtype)", "np.zeros(shape)"),
     # 3.3 conv2d backward
-    Mutant("3.3", "dx taps ignore the dilation", (("_tap(dxp, i, j, stride, dilation,", "_tap(dxp, i, j, stride, (1, 1),"),)),
-    Mutant("3.3", "dx cropped without the padding offset", (
-        ("dxp[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W]", "dxp[:, :, :H, :W]"),)),
-    Mutant("3.3", "missing bias gradient", (("grad.sum(axis=(0, 2, 3)) if has_bias else None", "None"),)),
-    Mutant("3.3", "bias gradient summed over the batch only", (("grad.sum(axis=(0, 2, 3))", "grad.sum(axis=0).mean(axis=(1, 2))"),)),
+    Mutant("3.3", "dx taps ignore the dilation",
+           "_tap(dxp, i, j, stride, dilation,",
+           "_tap(dxp, i, j, stride, (1, 1),"),
+    Mutant("3.3", "dx cropped without the padding offset",
+           "dxp[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W]",
+           "dxp[:, :, :H, :W]"),
+    Mutant("3.3", "missing bias gradient", "grad.sum(axis=(0, 2, 3)) if has_bias else None", "None"),
+    Mutant("3.3", "bias gradient summed over the batch only",
+           "grad.sum(axis=(0, 2, 3))",
+           "grad.sum(axis=0).mean(axis=(1, 2))"),
     # 3.4 CBAM spatial attention logit
-    Mutant("3.4", "padding 1 whatever the kernel size", (("padding=(k - 1) // 2", "padding=1"),)),
-    Mutant("3.4", "skips the BatchNorm", (("return logit if bn is None else bn(logit)", "return logit"),)),
-    Mutant("3.4", "returns σ(logit), the gate", (("return logit if bn is None else bn(logit)",
-                                                  "return ops.sigmoid(logit if bn is None else bn(logit))"),)),
+    Mutant("3.4", "padding 1 whatever the kernel size", "padding=(k - 1) // 2", "padding=1"),
+    Mutant("3.4", "skips the BatchNorm", "return logit if bn is None else bn(logit)", "return logit"),
+    Mutant("3.4", "returns σ(logit), the gate",
+           "return logit if bn is None else bn(logit)",
+           "return ops.sigmoid(logit if bn is None else bn(logit))"),
     # 4.1 CBAM block
-    Mutant("4.1", "spatial-channel runs channel first", (("return channel_gate(spatial_gate(x))", "return spatial_gate(channel_gate(x))"),)),
-    Mutant("4.1", "parallel multiplies the two gates", (("return ops.mul(x, ops.sigmoid(both))",
-                                                         "return ops.mul(ops.mul(x, ops.sigmoid(expand_channels("
-                                                         "channel_gate.logit(x)))), ops.sigmoid(spatial_gate.logit(x)))"),)),
-    Mutant("4.1", "spatial gate computed from F instead of F'", (
-        ("ops.sigmoid(spatial_gate.logit_of_compressed(pooled))", "ops.sigmoid(spatial_gate.logit(x))"),)),
-    Mutant("4.1", "ignores a missing spatial gate", (("    if spatial_gate is None:\n        return channel_gate(x)\n", ""),)),
+    Mutant("4.1", "spatial-channel runs channel first",
+           "return channel_gate(spatial_gate(x))",
+           "return spatial_gate(channel_gate(x))"),
+    Mutant("4.1", "parallel multiplies the two gates",
+           "return ops.mul(x, ops.sigmoid(both))",
+           "return ops.mul(ops.mul(x, ops.sigmoid(expand_channels(channel_gate.logit(x))))"
+           ", ops.sigmoid(spatial_gate.logit(x)))"),
+    Mutant("4.1", "spatial gate computed from F instead of F'",
+           "ops.sigmoid(spatial_gate.logit_of_compressed(pooled))",
+           "ops.sigmoid(spatial_gate.logit(x))"),
+    Mutant("4.1", "ignores a missing spatial gate",
+           "    if spatial_gate is None:\n        return channel_gate(x)\n",
+           ""),
     # 5.1 batch norm backward
-    Mutant("5.1", "forgets the path through the batch mean", (("dxhat - dxhat.sum(axis=(0, 2), keepdims=True) / m", "dxhat"),)),
-    Mutant("5.1", "forgets the path through the batch variance", (
-        ("\n          - xhat * (dxhat * xhat).sum(axis=(0, 2), keepdims=True) / m)", ")"),)),
-    Mutant("5.1", "Bessel's correction (m - 1) in the backward", (("m = grad.shape[0] * grad.shape[2]",
-                                                                  "m = grad.shape[0] * grad.shape[2] - 1"),)),
-    Mutant("5.1", "statistics per sample (m = L)", (("m = grad.shape[0] * grad.shape[2]", "m = grad.shape[2]"),)),
+    Mutant("5.1", "forgets the path through the batch mean",
+           "dxhat - dxhat.sum(axis=(0, 2), keepdims=True) / m",
+           "dxhat"),
+    Mutant("5.1", "forgets the path through the batch variance",
+           "\n          - xhat * (dxhat * xhat).sum(axis=(0, 2), keepdims=True) / m)",
+           ")"),
+    Mutant("5.1", "Bessel's correction (m - 1) in the backward",
+           "m = grad.shape[0] * grad.shape[2]",
+           "m = grad.shape[0] * grad.shape[2] - 1"),
+    Mutant("5.1", "statistics per sample (m = L)", "m = grad.shape[0] * grad.shape[2]", "m = grad.shape[2]"),
     # 6.1 BAM spatial branch
-    Mutant("6.1", "padding 1 for the dilated convs", (("padding=dilation if dilated else 0", "padding=1 if dilated else 0"),)),
-    Mutant("6.1", "3×3 convs without the dilation", (("dilation=dilation if dilated else 1", "dilation=1"),)),
-    Mutant("6.1", "ReLU after the last conv too", (("        if index < last:\n            h = ops.relu(h)",
-                                                    "        h = ops.relu(h)"),)),
-    Mutant("6.1", "norm after the ReLU", (("        if norm is not None:\n            h = norm(h)\n"
-                                           "        if index < last:\n            h = ops.relu(h)",
-                                           "        if index < last:\n            h = ops.relu(h)\n"
-                                           "        if norm is not None:\n            h = norm(h)"),)),
+    Mutant("6.1", "padding 1 for the dilated convs",
+           "padding=dilation if dilated else 0",
+           "padding=1 if dilated else 0"),
+    Mutant("6.1", "3×3 convs without the dilation", "dilation=dilation if dilated else 1", "dilation=1"),
+    Mutant("6.1", "ReLU after the last conv too",
+           "        if index < last:\n            h = ops.relu(h)",
+           "        h = ops.relu(h)"),
+    Mutant("6.1", "norm after the ReLU",
+           "        if norm is not None:\n            h = norm(h)\n"
+           "        if index < last:\n            h = ops.relu(h)",
+           "        if index < last:\n            h = ops.relu(h)\n"
+           "        if norm is not None:\n            h = norm(h)"),
     # 7.1 BAM residual gate backward
-    Mutant("7.1", "σ'(x) written as σ(x)", (("grad * x * gate * (1 - gate)", "grad * x * gate"),)),
-    Mutant("7.1", "forgets the residual's 1 in dF", (("grad * (1 + gate)", "grad * gate"),)),
-    Mutant("7.1", "dMs summed over H×W instead of C", (("dlogit.sum(axis=1, keepdims=True)", "dlogit.sum(axis=(2, 3))"),)),
+    Mutant("7.1", "σ'(x) written as σ(x)", "grad * x * gate * (1 - gate)", "grad * x * gate"),
+    Mutant("7.1", "forgets the residual's 1 in dF", "grad * (1 + gate)", "grad * gate"),
+    Mutant("7.1", "dMs summed over H×W instead of C", "dlogit.sum(axis=1, keepdims=True)", "dlogit.sum(axis=(2, 3))"),
     # 7.2 BAM fusion and residual
-    Mutant("7.2", "forgets the residual F +", (("return ops.add(x, ops.mul(x, ops.sigmoid(logit)))",
-                                                "return ops.mul(x, ops.sigmoid(logit))"),)),
-    Mutant("7.2", "product fusion adds", (("logit = ops.mul(expand_channels(channel_logit), spatial_logit)",
-                                          "logit = ops.add(expand_channels(channel_logit), spatial_logit)"),)),
-    Mutant("7.2", "max fusion sends ties to M_s", (("maximum(expand_channels(channel_logit), spatial_logit)",
-                                                   "maximum(spatial_logit, expand_channels(channel_logit))"),)),
+    Mutant("7.2", "forgets the residual F +",
+           "return ops.add(x, ops.mul(x, ops.sigmoid(logit)))",
+           "return ops.mul(x, ops.sigmoid(logit))"),
+    Mutant("7.2", "product fusion adds",
+           "logit = ops.mul(expand_channels(channel_logit), spatial_logit)",
+           "logit = ops.add(expand_channels(channel_logit), spatial_logit)"),
+    Mutant("7.2", "max fusion sends ties to M_s",
+           "maximum(expand_channels(channel_logit), spatial_logit)",
+           "maximum(spatial_logit, expand_channels(channel_logit))"),
     # 9.1 Numba prange channel mean
-    Mutant("9.1", "counts channel 0 twice", (("for c in range(1, C):", "for c in range(C):"),)),
-    Mutant("9.1", "divides by the pixel count", (("out[n, s] /= count", "out[n, s] /= S"),)),
+    Mutant("9.1", "counts channel 0 twice", "for c in range(1, C):", "for c in range(C):"),
+    Mutant("9.1", "divides by the pixel count", "out[n, s] /= count", "out[n, s] /= S"),
     # 9.2 CUDA channel-mean launch
-    Mutant("9.2", "one block per sample, not per pixel", (("blocks=N * H * W", "blocks=N"),)),
-    Mutant("9.2", "returns the device array", (("return d_out.copy_to_host().reshape(N, 1, H, W)", "return d_out"),)),
-    Mutant("9.2", "forgets the (N, 1, H, W) shape", (("d_out.copy_to_host().reshape(N, 1, H, W)", "d_out.copy_to_host()"),)),
+    Mutant("9.2", "one block per sample, not per pixel", "blocks=N * H * W", "blocks=N"),
+    Mutant("9.2", "returns the device array", "return d_out.copy_to_host().reshape(N, 1, H, W)", "return d_out"),
+    Mutant("9.2", "forgets the (N, 1, H, W) shape",
+           "d_out.copy_to_host().reshape(N, 1, H, W)",
+           "d_out.copy_to_host()"),
 ]
 
 
@@ -128,11 +163,10 @@ def _edit_region(source, mutant, path):
     lines = source.splitlines(keepends=True)
     head, body, tail = (lines[: regions[0].begin + 1], "".join(lines[regions[0].begin + 1 : regions[0].end]),
                         lines[regions[0].end :])
-    for old, new in mutant.edits:
-        if body.count(old) != 1:
-            raise LookupError(f"mutant {mutant.exercise} {mutant.mistake!r}: {old!r} occurs {body.count(old)} times "
-                              "in the solution region (it must occur once): update the mutant")
-        body = body.replace(old, new)
+    if body.count(mutant.old) != 1:
+        raise LookupError(f"mutant {mutant.exercise} {mutant.mistake!r}: {mutant.old!r} occurs "
+                          f"{body.count(mutant.old)} times in the solution region (it must occur once): update it")
+    body = body.replace(mutant.old, mutant.new)
     return "".join(head) + body + "".join(tail), regions[0].begin + 1
 
 
@@ -169,7 +203,8 @@ def run_mutants(ids=()):
     for mutant in MUTANTS:
         if ids and mutant.exercise not in ids:
             continue
-        report = runner.run([mutant.exercise], overrides={mutant.exercise: mutant.build()}, timeout=60)
+        report = runner.run([mutant.exercise], overrides={mutant.exercise: mutant.build()}, timeout=60,
+                            stop_early=True)
         failed = [t for t in report.tests if not t.passed]
         caught = bool(report.tests) and bool(failed) and not report.problems
         results.append((mutant, caught, failed[0].message if failed else "; ".join(report.problems)))

@@ -34,20 +34,31 @@ def registry():
 
 
 @pytest.fixture(scope="module")
-def reference_report(registry):
-    return runner.run()
+def collected(registry):
+    """Every graded test, collected, not run."""
+    return runner.run(collect_only=True)
 
 
-def possible_points(report):
-    return {row["id"]: row["possible"] for row in report.exercises()}
+@pytest.fixture(scope="module")
+def possible(collected):
+    """Points possible per exercise and in total."""
+    return {row["id"]: row["possible"] for row in collected.exercises()} | {"total": collected.possible}
+
+
+@pytest.fixture(scope="module")
+def elsewhere(collected):
+    """Exercises whose tests need the CUDA simulator, which this process lacks (they run in a child)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return set()
+    return {t.exercise for t in collected.tests if t.cudasim}
 
 
 # --------------------------------------------------------------------------
 # Every exercise is covered
 # --------------------------------------------------------------------------
-def test_every_exercise_has_graded_tests_a_trusted_stand_in_and_two_mutants(registry, reference_report):
+def test_every_exercise_has_graded_tests_a_trusted_stand_in_and_two_mutants(registry, possible):
     ids = set(registry)
-    graded = {t.exercise for t in reference_report.tests}
+    graded = {i for i, points in possible.items() if i != "total" and points > 0}
     assert graded == ids, f"exercises without graded tests: {sorted(ids - graded)}; unknown ids: {sorted(graded - ids)}"
     assert set(TRUSTED) == ids, f"trusted stand-ins missing for {sorted(ids - set(TRUSTED))}"
     planted = {i: sum(m.exercise == i for m in MUTANTS) for i in ids}
@@ -57,52 +68,44 @@ def test_every_exercise_has_graded_tests_a_trusted_stand_in_and_two_mutants(regi
 # --------------------------------------------------------------------------
 # (a) the reference solutions earn every point; so do the trusted stand-ins
 # --------------------------------------------------------------------------
-def test_reference_solutions_earn_every_point(reference_report):
-    failures = [f"{t.exercise} {t.name}: {t.message}" for t in reference_report.tests if not t.passed]
-    assert not failures and not reference_report.problems, failures + reference_report.problems
-    assert reference_report.earned == reference_report.possible > 0
-    print(reference_report.table())
+def test_reference_solutions_earn_every_point(registry, possible):
+    report = runner.run()
+    failures = [f"{t.exercise} {t.name}: {t.message}" for t in report.tests if not t.passed]
+    assert not failures and not report.problems, failures + report.problems
+    assert report.earned == report.possible == possible["total"] > 0
+    # grades.json holds what the table shows
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["total"] == {"earned": report.earned, "possible": report.possible}
+    assert all({"id", "earned", "possible", "status"} <= set(row) and row["status"] == "passed"
+               for row in data["exercises"])
+    assert runner.Report.from_json(data).table() == report.table()
 
 
-def test_trusted_stand_ins_pass_the_graded_tests(registry, reference_report):
-    simulated = {"9.2"} if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" else set()
-    chosen = sorted(set(registry) - simulated, key=runner.exercise_key)
+def test_trusted_stand_ins_pass_the_graded_tests(registry, elsewhere):
+    # (an override cannot reach the simulator's child process)
+    chosen = sorted(set(registry) - elsewhere, key=runner.exercise_key)
     report = runner.run(chosen, overrides={i: TRUSTED[i] for i in chosen})
     failures = [f"{t.exercise} {t.name}: {t.message}" for t in report.tests if not t.passed]
     assert not failures and not report.problems, failures + report.problems
 
 
-def test_grades_json_and_table_agree(reference_report, tmp_path):
-    data = reference_report.to_json()
-    assert data["total"] == {"earned": reference_report.earned, "possible": reference_report.possible}
-    for row in data["exercises"]:
-        assert {"id", "earned", "possible", "status"} <= set(row) and row["status"] == "passed"
-    again = runner.Report.from_json(json.loads(json.dumps(data)))
-    assert again.table() == reference_report.table()
-
-
 # --------------------------------------------------------------------------
 # (c) every planted mistake is caught
 # --------------------------------------------------------------------------
-def _cudasim_exercises():
-    return {i for i in REGISTRY if i == "9.2"}
-
-
-def test_every_planted_mistake_is_caught(registry, capsys):
-    simulated = _cudasim_exercises() if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" else set()
+def test_every_planted_mistake_is_caught(registry, elsewhere, record_property):
     results = [(m.exercise, m.mistake, caught, message)
-               for m, caught, message in run_mutants([i for i in registry if i not in simulated])]
-    if simulated:
+               for m, caught, message in run_mutants([i for i in registry if i not in elsewhere])]
+    if elsewhere:
         env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-        done = subprocess.run([sys.executable, str(MUTANTS_SCRIPT), *sorted(simulated)], env=env, cwd=ROOT,
+        done = subprocess.run([sys.executable, str(MUTANTS_SCRIPT), *sorted(elsewhere)], env=env, cwd=ROOT,
                               capture_output=True, text=True, check=True)
         for line in done.stdout.splitlines():
             row = json.loads(line)
             results.append((row["exercise"], row["mistake"], row["caught"], row["message"]))
     caught = sum(r[2] for r in results)
-    with capsys.disabled():
-        print(f"\nmutation score: {caught}/{len(results)} planted mistakes caught "
-              f"({100 * caught / max(len(results), 1):.0f}%)")
+    # Shown at the end of the pytest run (tests/conftest.py prints "summary" properties).
+    record_property("summary", f"mutation score: {caught}/{len(results)} planted mistakes caught "
+                               f"({100 * caught / max(len(results), 1):.0f}%)")
     assert len(results) == len(MUTANTS)
     survivors = [f"{exercise} {mistake}" for exercise, mistake, ok, _ in results if not ok]
     assert not survivors, f"planted mistakes the graded tests miss: {survivors}"
@@ -209,9 +212,10 @@ def test_student_edition_has_no_solutions_and_no_instructor_files(student_editio
     for path in student_edition.rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert not any(line.strip() in ("# BEGIN SOLUTION", "# END SOLUTION") for line in text.splitlines()), path
-        for exercise_id, entry in registry.items():
-            if f'raise NotImplementedError("Exercise {exercise_id}: ' in text:
-                stubs[exercise_id] = path
+        for line in text.splitlines():
+            for exercise_id in registry:
+                if line.strip().startswith(f'raise NotImplementedError("Exercise {exercise_id}: '):
+                    stubs[exercise_id] = path
     assert set(stubs) == set(registry)
     makefile = (student_edition / "Makefile").read_text()
     assert "\ngrade:" in makefile and "\nstudent:" not in makefile
@@ -233,7 +237,7 @@ def test_student_edition_is_deterministic(student_edition, tmp_path):
         edition.write_edition(tmp_path / "someone-elses")
 
 
-def test_student_edition_imports_its_own_package_and_scores_zero(student_edition, reference_report):
+def test_student_edition_imports_its_own_package_and_scores_zero(student_edition, possible):
     where = _python(student_edition, "-c", "import minitorch_attn; print(minitorch_attn.__file__)")
     assert where.returncode == 0, where.stderr
     assert pathlib.Path(where.stdout.strip()).is_relative_to(student_edition)
@@ -241,12 +245,16 @@ def test_student_edition_imports_its_own_package_and_scores_zero(student_edition
     assert done.returncode == 0, done.stdout + done.stderr
     grades = json.loads((student_edition / "grades.json").read_text())
     assert not grades["problems"]
-    assert grades["total"] == {"earned": 0, "possible": reference_report.possible}
+    assert grades["total"] == {"earned": 0, "possible": possible["total"]}
     for row in grades["exercises"]:
-        assert row["possible"] == possible_points(reference_report)[row["id"]]
+        assert row["possible"] == possible[row["id"]]
         for test in row["tests"]:
             assert (test["exception"], test["message"]) == ("NotImplementedError", "not implemented yet"), test
     assert "Total" in done.stdout and "Traceback" not in done.stdout
+
+
+# Long enough for a slow first test on a busy machine; a hanging exercise costs this once.
+HANG_TIMEOUT = 12
 
 
 def _complete(edition_dir, exercise_id, body):
@@ -255,14 +263,14 @@ def _complete(edition_dir, exercise_id, body):
         text = path.read_text(encoding="utf-8")
         lines = text.splitlines(keepends=True)
         for index, line in enumerate(lines):
-            if f'raise NotImplementedError("Exercise {exercise_id}: ' in line:
+            if line.strip().startswith(f'raise NotImplementedError("Exercise {exercise_id}: '):
                 lines[index] = body
                 path.write_text("".join(lines), encoding="utf-8")
                 return
     raise LookupError(exercise_id)
 
 
-def test_one_completed_exercise_earns_exactly_its_points(student_edition, reference_report, tmp_path, registry):
+def test_one_completed_exercise_earns_exactly_its_points(student_edition, possible, tmp_path):
     work = tmp_path / "student"
     shutil.copytree(student_edition, work)
     backend = (ROOT / "minitorch_attn" / "backends" / "numpy_backend.py").read_text(encoding="utf-8")
@@ -274,16 +282,19 @@ def test_one_completed_exercise_earns_exactly_its_points(student_edition, refere
     venv.mkdir()
     (venv / ".installed-test").touch()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NUMBA_ENABLE_CUDASIM", "MAKEFLAGS")}
-    done = subprocess.run(["make", "--no-print-directory", "grade", f"VENV={venv}", f"PY={sys.executable}",
-                           "GRADE_TIMEOUT=4"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    command = ["make", "--no-print-directory", "grade", f"VENV={venv}", f"PY={sys.executable}",
+               f"GRADE_TIMEOUT={HANG_TIMEOUT}"]
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     grades = json.loads((work / "grades.json").read_text())
     rows = {row["id"]: row for row in grades["exercises"]}
-    assert rows["2.1"]["status"] == "passed" and rows["2.1"]["earned"] == possible_points(reference_report)["2.1"]
+    assert rows["2.1"]["status"] == "passed", rows["2.1"]
+    assert rows["2.1"]["earned"] == possible["2.1"]
     assert grades["total"]["earned"] == rows["2.1"]["earned"]
     assert "has shape" in rows["3.1"]["message"] and rows["3.1"]["earned"] == 0
     messages = [t["message"] for t in rows["3.2"]["tests"]]
-    assert messages[0].startswith("stopped after 4 s") and all(m.startswith("not run") for m in messages[1:])
+    assert messages[0].startswith(f"stopped after {HANG_TIMEOUT} s"), messages
+    assert all(m.startswith("not run") for m in messages[1:]), messages
     table_line = next(line for line in done.stdout.splitlines() if line.startswith("2.1"))
     assert f"{rows['2.1']['earned']}/{rows['2.1']['possible']}" in table_line.replace(" ", "")
 
@@ -291,10 +302,9 @@ def test_one_completed_exercise_earns_exactly_its_points(student_edition, refere
 # --------------------------------------------------------------------------
 # The notebook entry point
 # --------------------------------------------------------------------------
-def test_grade_runs_a_lesson_in_a_fresh_process(capsys, reference_report):
+def test_grade_runs_a_lesson_in_a_fresh_process(capsys, possible):
     result = grade(1)
     shown = capsys.readouterr().out
     assert isinstance(result, Grades) and [row["id"] for row in result["exercises"]] == ["1.1", "1.2"]
-    assert result.passed and result.earned == possible_points(reference_report)["1.1"] + possible_points(
-        reference_report)["1.2"]
+    assert result.passed and result.earned == possible["1.1"] + possible["1.2"]
     assert "1.1" in shown and "Total" in shown

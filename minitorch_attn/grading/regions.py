@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import pathlib
 import re
 
 # Built from parts so that this file's own lines never look like a marker.
@@ -179,16 +178,3 @@ def strip_instructor_only(text: str, filename: str = "<text>") -> str:
         raise RegionError(f"{filename}:{open_line + 1}: BEGIN INSTRUCTOR ONLY is never closed")
     return "".join(kept)
 
-
-def package_exercises(package_dir: pathlib.Path) -> dict[str, tuple[str, ExerciseFunction]]:
-    """``{id: (module name, function)}`` for every ``@exercise`` under ``package_dir``, read without importing."""
-    package_dir = pathlib.Path(package_dir)
-    found = {}
-    for path in sorted(package_dir.rglob("*.py")):
-        relative = path.relative_to(package_dir.parent).with_suffix("")
-        module = ".".join(relative.parts[:-1] if relative.name == "__init__" else relative.parts)
-        for function in exercise_functions(path.read_text(encoding="utf-8"), str(path)):
-            if function.id in found:
-                raise RegionError(f"{path}:{function.first_line}: exercise id {function.id} is used twice")
-            found[function.id] = (module, function)
-    return found

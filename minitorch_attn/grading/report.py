@@ -17,6 +17,7 @@ class GradedOutcome:
     passed: bool
     message: str = ""
     exception: str = ""
+    cudasim: bool = False  # runs under the CUDA simulator (in a process of its own unless this one has it)
 
 
 @dataclasses.dataclass

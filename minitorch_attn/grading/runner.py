@@ -103,7 +103,8 @@ class _Collector:
         items[:] = keep
         for item in keep:
             exercise_id, points = exercise_marker(item)
-            self.outcomes[item.nodeid] = GradedOutcome(item.name, exercise_id, points, passed=False)
+            simulated = item.get_closest_marker("cudasim") is not None
+            self.outcomes[item.nodeid] = GradedOutcome(item.name, exercise_id, points, False, cudasim=simulated)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item):
@@ -132,10 +133,23 @@ class _Collector:
             self.problems.append(f"could not collect {report.nodeid}: {lines[-1].strip() if lines else ''}")
 
 
-def _pytest_arguments(tests_dir: pathlib.Path, timeout: float) -> list[str]:
+def _graded_files(tests_dir: pathlib.Path, selection) -> list[str]:
+    """The test files that mention a selected exercise (all of them for an empty selection): less to collect."""
+    if not selection:
+        return [str(tests_dir)]
+    wanted = [f'exercise("{s}' + ("" if "." in s else ".") for s in selection]
+    files = [str(p) for p in sorted(tests_dir.glob("test_*.py"))
+             if any(w in p.read_text(encoding="utf-8") for w in wanted)]
+    return files or [str(tests_dir)]
+
+
+def _pytest_arguments(tests_dir: pathlib.Path, selection, timeout: float, stop_early: bool,
+                      collect_only: bool) -> list[str]:
     root = tests_dir.resolve().parents[1]
-    return [str(tests_dir), "--rootdir", str(root), "-c", str(root / "pyproject.toml"),
-            "-p", "no:cacheprovider", "-q", "--tb=no", "-rN", "--no-header", f"--timeout={timeout}"]
+    return _graded_files(tests_dir, selection) + [
+        "--rootdir", str(root), "-c", str(root / "pyproject.toml"), "-p", "no:cacheprovider",
+        "-q", "--tb=no", "-rN", "--no-header", f"--timeout={timeout}"] + (
+        ["-x"] if stop_early else []) + (["--collect-only"] if collect_only else [])
 
 
 def _run_child_with_simulator(selection, tests_dir, timeout) -> Report:
@@ -154,22 +168,32 @@ def _run_child_with_simulator(selection, tests_dir, timeout) -> Report:
         return Report.from_json(json.loads(output.read_text()))
 
 
-def run(selection=(), *, tests_dir=None, timeout=DEFAULT_TIMEOUT, overrides=None, cudasim_only=False) -> Report:
+def run(selection=(), *, tests_dir=None, timeout=DEFAULT_TIMEOUT, overrides=None, cudasim_only=False,
+        stop_early=False, collect_only=False) -> Report:
     """Run the graded tests of ``selection`` (exercise ids or lesson numbers; empty: all) in this process.
 
     ``overrides`` (``{id: function}``) replaces exercises for the run: the mutation
-    tests plant mistakes this way.
+    tests plant mistakes this way. ``stop_early`` stops at the first failure (the
+    tests after it are reported as not passed), enough to know a mistake is caught.
+    ``collect_only`` runs nothing: the report lists every graded test, none passed
+    (the points possible, cheaply).
     """
     tests_dir = pathlib.Path(tests_dir or GRADED_TESTS)
     selection = [str(s) for s in selection]
-    load_exercises()
-    cudasim_here = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+    problems = []
+    try:
+        load_exercises()
+    except Exception as error:  # a student's syntax error: report it, and let each test fail on it
+        problems.append(f"the exercises do not import: {type(error).__name__}: {error}")
+    # Collecting runs nothing, so the simulator's tests can be listed here too.
+    cudasim_here = collect_only or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     collector = _Collector(selection, timeout, cudasim_here, cudasim_only)
     output = io.StringIO()
-    with overridden(overrides or {}), contextlib.redirect_stdout(output):
-        code = pytest.main(_pytest_arguments(tests_dir, timeout), plugins=[collector])
+    with overridden(overrides or {}), contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        arguments = _pytest_arguments(tests_dir, selection, timeout, stop_early, collect_only)
+        code = pytest.main(arguments, plugins=[collector])
     tasks = {i: e.task for i, e in REGISTRY.items() if selects(i, selection)}
-    report = Report(list(collector.outcomes.values()), {} if cudasim_only else tasks, collector.problems)
+    report = Report(list(collector.outcomes.values()), {} if cudasim_only else tasks, problems + collector.problems)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED) \
             and not report.problems:
         tail = output.getvalue().strip().splitlines()[-3:]

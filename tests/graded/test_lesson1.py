@@ -33,7 +33,8 @@ def test_global_avg_pool_backward_matches_torch():
 def test_global_avg_pool_gradient_through_autograd():
     # x feeds two poolings: the engine adds their gradients, so the kernel must return a writable array.
     for x, grad in cases(12):
-        _, (dx,) = our_gradients(lambda t: ops.add(ops.global_avg_pool(t), ops.global_avg_pool(t)), [x], grad, describe(x=x))
+        _, (dx,) = our_gradients(lambda t: ops.add(ops.global_avg_pool(t), ops.global_avg_pool(t)),
+                                 [x], grad, describe(x=x))
         _, (expected,) = torch_gradients(lambda t: 2 * t.mean(dim=(2, 3)), [x], grad)
         expect_array(dx, expected, "x.grad", describe(x=x))
 

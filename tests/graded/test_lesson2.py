@@ -50,7 +50,8 @@ def channel_logit_cases(seed):
     for n, channels, hidden, count in [(3, 5, 2, 2), (1, 8, 2, 1), (2, 6, 3, 3)]:
         for dtype in DTYPES:
             shapes = [(hidden, channels), (hidden,), (channels, hidden), (channels,)] + [(n, channels)] * count
-            yield [rng.standard_normal(s).astype(dtype) for s in shapes], rng.standard_normal((n, channels)).astype(dtype)
+            arrays = [rng.standard_normal(s).astype(dtype) for s in shapes]
+            yield arrays, rng.standard_normal((n, channels)).astype(dtype)
 
 
 def torch_channel_logit(w0, b0, w1, b1, *descriptors):

@@ -31,7 +31,9 @@ def torch_cbam(x, p, arrangement, spatial, eps):
         return x * torch.sigmoid(channel_logit(x))
     if arrangement == "parallel":
         return x * torch.sigmoid(channel_logit(x) + spatial_logit(x))
-    first, second = (spatial_logit, channel_logit) if arrangement == "spatial-channel" else (channel_logit, spatial_logit)
+    first, second = channel_logit, spatial_logit
+    if arrangement == "spatial-channel":
+        first, second = second, first
     refined = x * torch.sigmoid(first(x))
     return refined * torch.sigmoid(second(refined))
 
