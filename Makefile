@@ -62,7 +62,7 @@ bench: $(VENV)/.installed-test
 clean-venv:
 	rm -rf $(VENV)
 
-# ---- Grading (make grade; make student) --------------------------------------
+# ---- Grading ------------------------------------------------------------------
 # make grade: the graded tests of every exercise (EXERCISES="2.1 3" for some), a score
 # table, and the same in $(GRADES). GRADE_TIMEOUT: seconds allowed per test.
 GRADES        ?= grades.json
