@@ -22,9 +22,8 @@ import tempfile
 import pytest
 
 from ..exercise import REGISTRY, overridden
-from .checks import GradingFailure
 from .isolation import load_exercises
-from .report import Report, GradedOutcome, exercise_key
+from .report import GradedOutcome, Report, exercise_key
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
 ROOT = PACKAGE_DIR.parent
@@ -68,10 +67,10 @@ def failure_line(excinfo, exercise_id: str, timeout: float) -> str:
         return "not implemented yet" if own else f"NotImplementedError: {first}"
     if isinstance(error, pytest.fail.Exception) and first.startswith("Timeout"):
         return f"stopped after {timeout:g} s: an endless loop, or far too slow?"
-    if isinstance(error, GradingFailure) or (isinstance(error, AssertionError) and first):
+    if isinstance(error, (AssertionError, pytest.fail.Exception)) and first:  # the graded checks' one line
         return first
-    if isinstance(error, pytest.fail.Exception):
-        return first
+    if isinstance(error, SyntaxError):  # its message already names the file and line
+        return f"{type(error).__name__}: {first}"
     return f"{type(error).__name__}: {first} ({_origin(excinfo)})"
 
 
@@ -180,11 +179,9 @@ def run(selection=(), *, tests_dir=None, timeout=DEFAULT_TIMEOUT, overrides=None
     """
     tests_dir = pathlib.Path(tests_dir or GRADED_TESTS)
     selection = [str(s) for s in selection]
-    problems = []
-    try:
-        load_exercises()
-    except Exception as error:  # a student's syntax error: report it, and let each test fail on it
-        problems.append(f"the exercises do not import: {type(error).__name__}: {error}")
+    # A module that does not import (a student's syntax error) is reported; its tests fail on the error.
+    problems = [f"{module} does not import: {type(error).__name__}: {error}"
+                for module, error in load_exercises().items()]
     # Collecting runs nothing, so the simulator's tests can be listed here too.
     cudasim_here = collect_only or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     collector = _Collector(selection, timeout, cudasim_here, cudasim_only)

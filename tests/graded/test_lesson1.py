@@ -1,7 +1,6 @@
 """Lesson 1: backward of global average and max pooling over H×W."""
 import numpy as np
 import pytest
-import torch
 
 from minitorch_attn import ops
 from minitorch_attn.backends import kernels

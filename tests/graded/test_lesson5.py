@@ -1,7 +1,6 @@
 """Lesson 5: batch norm backward in train mode, through the batch mean and variance (5.1)."""
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 
 from minitorch_attn.backends import kernels
