@@ -5,8 +5,10 @@ While exercise X is graded, every other exercise runs one of these (see
 cannot fail lesson 5's tests. Each has the exercise's signature and return
 convention (tuples, ``None`` for an absent bias, the input's dtype), but gets
 its numbers from ``torch.autograd`` (or a torch scatter), not from the
-reference solution, so shipping this file in the student edition gives no
-solution away.
+reference solution. This file ships with the student edition: a backward here
+is torch's, not the derivation the lesson asks for; a module-level stand-in
+(2.2, 3.4, 4.1, 6.1, 7.2) does show the structure in torch, as the exercise's
+docstring already does in words.
 """
 from __future__ import annotations
 
