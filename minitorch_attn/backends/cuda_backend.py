@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 
 from ..exercise import exercise
 from .numpy_backend import conv_output_size
@@ -44,6 +44,36 @@ MAX_THREADS_PER_BLOCK = 256
 threads_per_block = 128
 #: Grid-stride kernels never launch more blocks than this; each thread then handles several elements.
 MAX_BLOCKS = 4096
+
+
+def _make_simulator_shared_arrays_atomic():
+    """Work around a race in numba-cuda 0.30.4's simulator (``FakeCUDAShared.array``).
+
+    It finds a block's shared array by the calling line with check-then-set: two of a
+    block's Python threads can both miss, each allocate, and then reduce into different
+    arrays (seen as a wrong max in a tree reduction about once in a few hundred runs).
+    ``dict.setdefault`` is atomic under the GIL, so every thread gets the same array.
+    """
+    import sys
+    import traceback
+
+    from numba.cuda.simulator import kernelapi
+
+    original = kernelapi.FakeCUDAShared.array
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, kernelapi.types.Type):
+            dtype = kernelapi.numpy_support.as_dtype(dtype)
+        caller = tuple(traceback.extract_stack(sys._getframe())[-2][0:2])
+        return self._allocations.setdefault(caller, np.empty(shape, dtype))
+
+    kernelapi.FakeCUDAShared.array = array
+
+
+if config.ENABLE_CUDASIM:
+    _make_simulator_shared_arrays_atomic()
 
 
 def availability():
