@@ -39,10 +39,10 @@ lab: $(VENV)/.installed-lab
 html: $(VENV)/.installed-lab
 	$(VENV)/bin/jupyter nbconvert --execute --to html --output-dir html notebooks/*.ipynb
 
-# The default suite, then the CUDA kernels under the simulator in their own process
-# (NUMBA_ENABLE_CUDASIM is read when numba is first imported).
+# The default suite with every lesson notebook executed (nbmake), then the CUDA kernels under the
+# simulator in their own process (NUMBA_ENABLE_CUDASIM is read when numba is first imported).
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -n $(WORKERS) -m "not slow and not gpu and not cudasim" $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) --nbmake -m "not slow and not gpu and not cudasim" tests notebooks $(ARGS)
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -m "cudasim and not slow" tests/cuda $(ARGS)
 
 test-slow: $(VENV)/.installed-test
