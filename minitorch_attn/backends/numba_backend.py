@@ -28,9 +28,10 @@ Rules every loop here follows, and why:
 
 Numba does not check bounds, so the wrappers check every shape and index the
 loops rely on. Convolutions with many output channels per group go through
-im2col and a matrix product: SciPy is not installed, so Numba's ``np.dot`` is
-unavailable and the wrapper calls NumPy's BLAS-backed ``matmul`` between the
-jitted im2col / col2im loops (see :data:`GEMM_MIN_OUT_CHANNELS`).
+im2col and a matrix product written here as a loop (:func:`_add_combination`),
+not NumPy's BLAS ``matmul``: OpenBLAS runs its own thread pool, which fought
+Numba's OpenMP threads for the two cores (a BAM conv backward took 240 ms
+instead of 2), and its sums are not in an order we fix.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from ..exercise import exercise
 #: N=1 still gives several tasks, large enough for long vectorised rows.
 PIXEL_BLOCK = 256
 
-#: conv2d uses im2col + BLAS when a group has at least this many output
+#: conv2d uses im2col + a matrix product when a group has at least this many output
 #: channels (each im2col row is then reused by many outputs, which is where a
 #: GEMM beats direct loops: BAM's 1×1 and dilated 3×3 convs with C/r channels),
 #: and direct loops below it (CBAM's 2→1 7×7 conv, BAM's C/r→1 1×1, depthwise).
@@ -625,32 +626,46 @@ def _combine(u, v, multiply):
     return u * v if multiply else u + v
 
 
+#: Elements per task along the last (merged) axis of an element-wise op: two
+#: same-shaped operands merge into ONE row of N·C·H·W elements, which must
+#: still be shared among the threads (it ran on one thread: 1.5 ms for a CBAM-sized product).
+ROW_CHUNK = 16384
+
+
 @njit(parallel=True, cache=True)
 def _binary_loop(a, b, multiply, out):
     """out = a ⊗ b (product if ``multiply`` else sum) for 4-D a, b whose sizes are out's or 1.
 
     The operands come un-broadcast (contiguous), so each output row reads a
     contiguous row or one repeated number of each operand: the three row loops
-    below vectorise, where stride-0 broadcast views did not.
+    below vectorise, where stride-0 broadcast views did not. A task is one
+    chunk of ROW_CHUNK elements of one output row.
     """
     T0, T1, T2, T3 = out.shape
-    for task in prange(T0 * T1 * T2):
-        i0 = task // (T1 * T2)
-        i1 = (task // T2) % T1
-        i2 = task % T2
+    chunks = (T3 + ROW_CHUNK - 1) // ROW_CHUNK
+    for task in prange(T0 * T1 * T2 * chunks):
+        row = task // chunks
+        i0 = row // (T1 * T2)
+        i1 = (row // T2) % T1
+        i2 = row % T2
+        start = (task % chunks) * ROW_CHUNK
+        stop = min(start + ROW_CHUNK, T3)
         # A size-1 axis of an operand is read at index 0 for every output index.
         row_a = a[i0 if a.shape[0] > 1 else 0, i1 if a.shape[1] > 1 else 0, i2 if a.shape[2] > 1 else 0]
         row_b = b[i0 if b.shape[0] > 1 else 0, i1 if b.shape[1] > 1 else 0, i2 if b.shape[2] > 1 else 0]
-        row_out = out[i0, i1, i2]
+        chunk_out = out[i0, i1, i2, start:stop]
         if row_a.shape[0] == row_b.shape[0]:
-            for j in range(T3):
-                row_out[j] = _combine(row_a[j], row_b[j], multiply)
+            chunk_a, chunk_b = row_a[start:stop], row_b[start:stop]
+            for j in range(stop - start):
+                chunk_out[j] = _combine(chunk_a[j], chunk_b[j], multiply)
         elif row_a.shape[0] == 1:
-            for j in range(T3):
-                row_out[j] = _combine(row_a[0], row_b[j], multiply)
+            chunk_b = row_b[start:stop]
+            for j in range(stop - start):
+                chunk_out[j] = _combine(row_a[0], chunk_b[j], multiply)
         else:
-            for j in range(T3):
-                row_out[j] = _combine(row_a[j], row_b[0], multiply)
+            chunk_a = row_a[start:stop]
+            for j in range(stop - start):
+                chunk_out[j] = _combine(chunk_a[j], row_b[0], multiply)
 
 
 @njit(parallel=True, cache=True)
@@ -752,23 +767,11 @@ def _add_scaled(dest, scale, source):
         dest[i] += scale * source[i]
 
 
-# A tap reads the input row ih at columns iw_lo, iw_lo + sw, ... (count of
-# them). The stride-1 case gets its own contiguous slice: with a run-time
-# stride LLVM does not vectorise the row loop (CBAM's 7×7 conv ran 3× slower).
-# A tap that sees padding only has count 0, and then no slice may be built:
-# its stop iw_lo - sw + 1 can be negative and would wrap around to the row's end.
-@njit(cache=True)
-def _tap_columns_add(dest, scale, image, ih, iw_lo, sw):
-    """dest[k] += scale · image[ih, iw_lo + k·sw] for k < len(dest)."""
-    count = dest.shape[0]
-    if count == 0:
-        return
-    if sw == 1:
-        _add_scaled(dest, scale, image[ih, iw_lo:iw_lo + count])
-    else:
-        _add_scaled(dest, scale, image[ih, iw_lo:iw_lo + (count - 1) * sw + 1:sw])
-
-
+# col2im adds a row of dcols onto the input row ih at columns iw_lo, iw_lo + sw,
+# ... The stride-1 case gets its own contiguous slice: with a run-time stride
+# LLVM does not vectorise the row loop. A tap that sees padding only has count
+# 0, and then no slice may be built: its stop iw_lo - sw + 1 can be negative
+# and would wrap around to the row's end.
 @njit(cache=True)
 def _tap_columns_scatter(image, ih, iw_lo, sw, scale, source):
     """image[ih, iw_lo + k·sw] += scale · source[k] for k < len(source): the adjoint of the above."""
@@ -781,95 +784,91 @@ def _tap_columns_scatter(image, ih, iw_lo, sw, scale, source):
         _add_scaled(image[ih, iw_lo:iw_lo + (count - 1) * sw + 1:sw], scale, source)
 
 
+# Direct convolution on "wide rows" (the path for few output channels, e.g.
+# CBAM's 2→1 7×7 conv). In the zero-padded input of width Wp = W + 2·pw, at
+# stride 1, output pixel (oh, ow) of tap (kh, kw) reads flat position
+# q + kh·dh·Wp + kw·dw with q = oh·Wp + ow. Give the output rows Wp columns too
+# (the last Wp - OW1 of each row are junk, never read) and every tap becomes ONE
+# contiguous multiply-add over q < (OH1 - 1)·Wp + OW1: long rows that vectorise,
+# where a slice per output row (28 pixels) spent its time in loop overhead
+# (0.68 ms for CBAM's 1.2 M multiply-adds). A strided conv is the stride-1 conv
+# read at every sh-th row and sw-th column; its backward scatters g into a zero
+# wide plane at those positions. (OH1, OW1: the stride-1 output size.)
 @njit(cache=True)
-def _tap_columns_dot(row, image, ih, iw_lo, sw):
-    """Σ_k row[k] · image[ih, iw_lo + k·sw]."""
-    count = row.shape[0]
-    if count == 0:
-        return row.dtype.type(0)
-    if sw == 1:
-        return _lane_dot(row, image[ih, iw_lo:iw_lo + count])
-    return _lane_dot(row, image[ih, iw_lo:iw_lo + (count - 1) * sw + 1:sw])
+def _wide_length(Wp, dw, KW, OH1):
+    """How many flat positions q of a wide output plane are computed: (OH1 - 1)·Wp + OW1."""
+    return (OH1 - 1) * Wp + Wp - dw * (KW - 1)
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_direct_loop(x, weight, bias, has_bias, sh, sw, ph, pw, dh, dw, out):
-    N, C, H, W = x.shape
+def _conv2d_wide_loop(xpad, weight, bias, has_bias, Wp, dh, dw, wide):
+    """wide[n, co, q] = b[co] + Σ_{ci, kh, kw} w[co, ci, kh, kw] · xpad[n, g·CG + ci, q + kh·dh·Wp + kw·dw].
+
+    xpad (N, C, Hp·Wp) and wide (N, CO, OH1·Wp) are flat planes.
+    """
+    N, C = xpad.shape[0], xpad.shape[1]
     CO, CG, KH, KW = weight.shape
-    OH, OW = out.shape[2], out.shape[3]
+    length = _wide_length(Wp, dw, KW, wide.shape[2] // Wp)
     out_per_group = CO // (C // CG)
-    zero = x.dtype.type(0)
     for task in prange(N * CO):  # one output plane per task
         n = task // CO
         co = task % CO
         first_in = (co // out_per_group) * CG
-        plane = out[n, co]
-        start = bias[co] if has_bias else zero
-        for oh in range(OH):
-            for ow in range(OW):
-                plane[oh, ow] = start
+        plane = wide[n, co, :length]
+        start = bias[co] if has_bias else wide.dtype.type(0)
+        for q in range(length):
+            plane[q] = start
         for ci in range(CG):
-            image = x[n, first_in + ci]
+            image = xpad[n, first_in + ci]
             for kh in range(KH):
-                oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
                 for kw in range(KW):
-                    ow_lo, ow_hi = _valid_outputs(kw * dw - pw, sw, W, OW)
-                    tap = weight[co, ci, kh, kw]
-                    for oh in range(oh_lo, oh_hi):
-                        _tap_columns_add(plane[oh, ow_lo:ow_hi], tap, image,
-                                         oh * sh + kh * dh - ph, ow_lo * sw + kw * dw - pw, sw)
+                    offset = kh * dh * Wp + kw * dw
+                    _add_scaled(plane, weight[co, ci, kh, kw], image[offset:offset + length])
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_direct_input_grad_loop(grad, weight, sh, sw, ph, pw, dh, dw, dx):
-    """dx[n, c, ih, iw] = Σ over the (co, kh, kw) that read it of w[co, ci, kh, kw] · g[n, co, oh, ow]."""
-    N, C, H, W = dx.shape
+def _conv2d_wide_input_grad_loop(grad_wide, weight, Wp, dh, dw, dxpad):
+    """dxpad[n, c, q + kh·dh·Wp + kw·dw] += w[co, ci, kh, kw] · g_wide[n, co, q] for every co that reads c.
+
+    g_wide is zero at the junk columns, so they add nothing. One input plane per task.
+    """
+    N, C = dxpad.shape[0], dxpad.shape[1]
     CO, CG, KH, KW = weight.shape
-    OH, OW = grad.shape[2], grad.shape[3]
+    length = _wide_length(Wp, dw, KW, grad_wide.shape[2] // Wp)
     out_per_group = CO // (C // CG)
-    zero = dx.dtype.type(0)
-    for task in prange(N * C):  # one input plane per task: only this task writes it
+    for task in prange(N * C):
         n = task // C
         c = task % C
         ci = c % CG
         first_out = (c // CG) * out_per_group
-        plane = dx[n, c]
-        for ih in range(H):
-            for iw in range(W):
-                plane[ih, iw] = zero
+        plane = dxpad[n, c]
+        plane[:] = 0
         for co in range(first_out, first_out + out_per_group):
-            upstream = grad[n, co]
+            upstream = grad_wide[n, co, :length]
             for kh in range(KH):
-                oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
                 for kw in range(KW):
-                    ow_lo, ow_hi = _valid_outputs(kw * dw - pw, sw, W, OW)
-                    tap = weight[co, ci, kh, kw]
-                    for oh in range(oh_lo, oh_hi):
-                        _tap_columns_scatter(plane, oh * sh + kh * dh - ph, ow_lo * sw + kw * dw - pw, sw,
-                                             tap, upstream[oh, ow_lo:ow_hi])
+                    offset = kh * dh * Wp + kw * dw
+                    _add_scaled(plane[offset:offset + length], weight[co, ci, kh, kw], upstream)
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_direct_weight_grad_loop(grad, x, sh, sw, ph, pw, dh, dw, dweight):
-    """dw[co, ci, kh, kw] = Σ_{n, oh, ow} g[n, co, oh, ow] · x[n, g·CG + ci, ih, iw]."""
-    N, C, H, W = x.shape
+def _conv2d_wide_weight_grad_loop(grad_wide, xpad, Wp, dh, dw, dweight):
+    """dw[co, ci, kh, kw] = Σ_n Σ_q g_wide[n, co, q] · xpad[n, g·CG + ci, q + kh·dh·Wp + kw·dw] (n in order)."""
+    N, C = xpad.shape[0], xpad.shape[1]
     CO, CG, KH, KW = dweight.shape
-    OH, OW = grad.shape[2], grad.shape[3]
+    length = _wide_length(Wp, dw, KW, grad_wide.shape[2] // Wp)
     out_per_group = CO // (C // CG)
     taps = CG * KH * KW
-    for task in prange(CO * taps):  # one weight per task, summed over n, oh in order
+    for task in prange(CO * taps):  # one weight per task
         co = task // taps
         ci = (task % taps) // (KH * KW)
         kh = (task % (KH * KW)) // KW
         kw = task % KW
         c = (co // out_per_group) * CG + ci
-        oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
-        ow_lo, ow_hi = _valid_outputs(kw * dw - pw, sw, W, OW)
-        total = x.dtype.type(0)
+        offset = kh * dh * Wp + kw * dw
+        total = xpad.dtype.type(0)
         for n in range(N):
-            for oh in range(oh_lo, oh_hi):
-                total += _tap_columns_dot(grad[n, co, oh, ow_lo:ow_hi], x[n, c],
-                                          oh * sh + kh * dh - ph, ow_lo * sw + kw * dw - pw, sw)
+            total += _lane_dot(grad_wide[n, co, :length], xpad[n, c, offset:offset + length])
         dweight[co, ci, kh, kw] = total
 
 
@@ -932,25 +931,62 @@ def _col2im_loop(dcols, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, dx):
                                          one, source[oh * OW + ow_lo:oh * OW + ow_hi])
 
 
+@njit(cache=True)
+def _add_combination(row, weights, matrix):
+    """row += Σ_j weights[j] · matrix[j]: one output row of a matrix product.
+
+    Eight rows of ``matrix`` are combined per pass over ``row`` (row stays in L1
+    and is loaded and stored once per eight products, not once per product),
+    added in a fixed tree, so the order depends on the shapes only.
+    """
+    J, L = matrix.shape
+    whole = J - J % 8
+    for j in range(0, whole, 8):
+        w0, w1, w2, w3 = weights[j], weights[j + 1], weights[j + 2], weights[j + 3]
+        w4, w5, w6, w7 = weights[j + 4], weights[j + 5], weights[j + 6], weights[j + 7]
+        m0, m1, m2, m3 = matrix[j], matrix[j + 1], matrix[j + 2], matrix[j + 3]
+        m4, m5, m6, m7 = matrix[j + 4], matrix[j + 5], matrix[j + 6], matrix[j + 7]
+        for l in range(L):
+            row[l] += (((w0 * m0[l] + w1 * m1[l]) + (w2 * m2[l] + w3 * m3[l]))
+                       + ((w4 * m4[l] + w5 * m5[l]) + (w6 * m6[l] + w7 * m7[l])))
+    for j in range(whole, J):
+        _add_scaled(row, weights[j], matrix[j])
+
+
 @njit(parallel=True, cache=True)
-def _add_channel_bias_loop(out, bias):
-    """out[n, co, p] += b[co]."""
-    N, CO, P = out.shape
-    for task in prange(N * CO):
-        n = task // CO
-        co = task % CO
+def _grouped_matmul_loop(a, b, bias, has_bias, out):
+    """out[n, g] = a[g] @ b[n, g] (+ bias[g·M + m] on row m): a (G, M, K), b (N, G, K, P), out (N, G, M, P)."""
+    N, G, K, P = b.shape
+    M = a.shape[1]
+    zero = out.dtype.type(0)
+    for task in prange(N * G * M):  # one output row per task
+        n = task // (G * M)
+        g = (task // M) % G
+        m = task % M
+        row = out[n, g, m]
+        start = bias[g * M + m] if has_bias else zero
         for p in range(P):
-            out[n, co, p] += bias[co]
+            row[p] = start
+        _add_combination(row, a[g, m], b[n, g])
 
 
 @njit(parallel=True, cache=True)
-def _sum_over_batch_loop(per_sample, total):
-    """total[j] = Σ_n per_sample[n, j] in order n = 0..N-1 (each task owns one j)."""
-    for j in prange(per_sample.shape[1]):
-        acc = per_sample[0, j]
-        for n in range(1, per_sample.shape[0]):
-            acc += per_sample[n, j]
-        total[j] = acc
+def _conv2d_gemm_weight_grad_loop(cols, grad_t, dweight_t):
+    """dWᵀ[g, k] = Σ_n Σ_p cols[n, g, k, p] · gᵀ[n, g, p]: cols (N, G, K, P), gᵀ (N, G, P, M), dWᵀ (G, K, M).
+
+    The transposed form makes each task's output a contiguous row of length M
+    (one weight column), summed over the samples in order n = 0..N-1.
+    """
+    N, G, K, P = cols.shape
+    zero = dweight_t.dtype.type(0)
+    for task in prange(G * K):
+        g = task // K
+        k = task % K
+        row = dweight_t[g, k]
+        for m in range(row.shape[0]):
+            row[m] = zero
+        for n in range(N):
+            _add_combination(row, cols[n, g, k], grad_t[n, g])
 
 
 class _ConvGeometry:
@@ -997,19 +1033,32 @@ class _ConvGeometry:
         CO, CG, KH, KW = self.weight.shape
         return self.weight.reshape(self.groups, CO // self.groups, CG * KH * KW)
 
+    def padded_planes(self):
+        """``(xpad (N, C, Hp·Wp), Wp, OH1, OW1)``: x zero-padded as flat planes, and the stride-1 output size."""
+        (ph, pw), (dh, dw) = self.padding, self.dilation
+        xpad = np.pad(self.x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else self.x
+        N, C, Hp, Wp = xpad.shape
+        _, _, KH, KW = self.weight.shape
+        return xpad.reshape(N, C, Hp * Wp), Wp, Hp - dh * (KH - 1), Wp - dw * (KW - 1)
+
+    def strided(self, wide, OH1, OW1):
+        """The outputs at every (sh, sw)-th position of a wide stride-1 plane (N, CO, OH1, Wp): a strided view."""
+        sh, sw = self.stride
+        return wide[:, :, :OH1:sh, :OW1:sw]
+
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     conv = _ConvGeometry("conv2d_forward", x, weight, stride, padding, dilation, groups)
     N, CO = conv.x.shape[0], conv.weight.shape[0]
     bias_array, has_bias = _bias_argument("conv2d_forward", bias, CO, conv.x.dtype)
     if not conv.use_gemm:
-        out = np.empty((N, CO, conv.OH, conv.OW), conv.x.dtype)
-        _conv2d_direct_loop(conv.x, conv.weight, bias_array, has_bias, *conv.loop_arguments, out)
-        return out
-    # (G, CO/G, K) @ (N, G, K, P) -> (N, G, CO/G, P): one BLAS GEMM per sample and group.
-    out = np.ascontiguousarray(np.matmul(conv.grouped_weight(), conv.columns())).reshape(N, CO, -1)
-    if has_bias:
-        _add_channel_bias_loop(out, bias_array)
+        xpad, Wp, OH1, OW1 = conv.padded_planes()
+        wide = np.empty((N, CO, OH1 * Wp), conv.x.dtype)
+        _conv2d_wide_loop(xpad, conv.weight, bias_array, has_bias, Wp, *conv.dilation, wide)
+        return np.ascontiguousarray(conv.strided(wide.reshape(N, CO, OH1, Wp), OH1, OW1))
+    # (G, CO/G, K) @ (N, G, K, P) -> (N, G, CO/G, P): one matrix product per sample and group.
+    out = np.empty((N, conv.groups, CO // conv.groups, conv.OH * conv.OW), conv.x.dtype)
+    _grouped_matmul_loop(conv.grouped_weight(), conv.columns(), bias_array, has_bias, out)
     return out.reshape(N, CO, conv.OH, conv.OW)
 
 
@@ -1024,19 +1073,28 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
         dbias = np.empty(CO, grad.dtype)
         _conv2d_bias_grad_loop(grad.reshape(N, CO, -1), dbias)
     if not conv.use_gemm:
-        dx = np.empty_like(conv.x)
+        xpad, Wp, OH1, OW1 = conv.padded_planes()
+        grad_wide = np.zeros((N, CO, OH1, Wp), grad.dtype)  # zero at the junk columns and the skipped strides
+        conv.strided(grad_wide, OH1, OW1)[...] = grad
+        grad_wide = grad_wide.reshape(N, CO, OH1 * Wp)
+        dxpad = np.empty_like(xpad)
+        _conv2d_wide_input_grad_loop(grad_wide, conv.weight, Wp, *conv.dilation, dxpad)
+        (ph, pw), Hp = conv.padding, xpad.shape[2] // Wp
+        dx = np.ascontiguousarray(dxpad.reshape(N, C, Hp, Wp)[:, :, ph:ph + H, pw:pw + W])
         dweight = np.empty_like(conv.weight)
-        _conv2d_direct_input_grad_loop(grad, conv.weight, *conv.loop_arguments, dx)
-        _conv2d_direct_weight_grad_loop(grad, conv.x, *conv.loop_arguments, dweight)
+        _conv2d_wide_weight_grad_loop(grad_wide, xpad, Wp, *conv.dilation, dweight)
         return dx, dweight, dbias
-    per_group = grad.reshape(N, conv.groups, CO // conv.groups, -1)
-    weight_g = conv.grouped_weight()
-    # dW_g = Σ_n g[n, g] @ cols[n, g]ᵀ: a GEMM per sample, then a fixed-order sum over n.
-    per_sample = np.ascontiguousarray(np.matmul(per_group, conv.columns().transpose(0, 1, 3, 2)))
-    dweight = np.empty(conv.weight.size, grad.dtype)
-    _sum_over_batch_loop(per_sample.reshape(N, -1), dweight)
+    G = conv.groups
+    per_group = grad.reshape(N, G, CO // G, -1)
+    # dW_g = Σ_n g[n, g] @ cols[n, g]ᵀ, computed transposed (see the loop); gᵀ is a small (C/r-channel) copy.
+    dweight_t = np.empty((G, CG * KH * KW, CO // G), grad.dtype)
+    _conv2d_gemm_weight_grad_loop(conv.columns(), np.ascontiguousarray(per_group.transpose(0, 1, 3, 2)), dweight_t)
+    dweight = dweight_t.transpose(0, 2, 1)
     # dcols = W_gᵀ @ g[n, g], folded back onto the input pixels by col2im.
-    dcols = np.ascontiguousarray(np.matmul(weight_g.transpose(0, 2, 1), per_group)).reshape(N, C * KH * KW, -1)
+    dcols = np.empty((N, G, CG * KH * KW, per_group.shape[3]), grad.dtype)
+    _grouped_matmul_loop(np.ascontiguousarray(conv.grouped_weight().transpose(0, 2, 1)), per_group,
+                         np.zeros(1, grad.dtype), False, dcols)
+    dcols = dcols.reshape(N, C * KH * KW, -1)
     if conv.pointwise:
         dx = dcols.reshape(N, C, H, W)
     else:
@@ -1233,6 +1291,17 @@ def _global_avg_max_pool_backward_loop(grad_avg, grad_max, index, dx):
         dx[p, index[p]] += grad_max[p]
 
 
+@njit(cache=True)
+def _gate_and_pool_channel(x_row, y_row, g, c, total, peak, where):
+    """One channel c of :func:`_channel_gate_and_pool_loop`, for the channels left over after the groups of four."""
+    for s in range(x_row.shape[0]):
+        value = x_row[s] * g
+        y_row[s] = value
+        total[s] += value
+        if value > peak[s]:
+            peak[s], where[s] = value, c
+
+
 @njit(parallel=True, cache=True)
 def _channel_gate_and_pool_loop(x, gate, y, pooled, index):
     """y = gate ⊗ x, pooled[n, 0] = mean_c y, pooled[n, 1] = max_c y, index = first argmax over c."""
@@ -1249,17 +1318,33 @@ def _channel_gate_and_pool_loop(x, gate, y, pooled, index):
         total = np.zeros(stop - start, x.dtype)
         peak = np.full(stop - start, -np.inf, x.dtype)
         where = np.zeros(stop - start, np.int32)
-        # Channel rows in order: x is read once and y written once.
-        for c in range(C):
-            g = gate[n, c]
-            x_row, y_row = x[n, c, start:stop], y[n, c, start:stop]
+        # Channel rows in order, four per pass over the running rows (a quarter
+        # of their loads and stores, which bounded the one-channel loop: 2×
+        # slower). x is read once and y written once. Strict > in channel
+        # order keeps the first maximal channel.
+        whole = C - C % 4
+        for c in range(0, whole, 4):
+            g0, g1, g2, g3 = gate[n, c], gate[n, c + 1], gate[n, c + 2], gate[n, c + 3]
+            x0, x1, x2, x3 = (x[n, c, start:stop], x[n, c + 1, start:stop],
+                              x[n, c + 2, start:stop], x[n, c + 3, start:stop])
+            y0, y1, y2, y3 = (y[n, c, start:stop], y[n, c + 1, start:stop],
+                              y[n, c + 2, start:stop], y[n, c + 3, start:stop])
             for s in range(stop - start):
-                value = x_row[s] * g
-                y_row[s] = value
-                total[s] += value
-                larger = value > peak[s]  # strict: the first maximal channel wins
-                peak[s] = value if larger else peak[s]
-                where[s] = c if larger else where[s]
+                v0, v1, v2, v3 = x0[s] * g0, x1[s] * g1, x2[s] * g2, x3[s] * g3
+                y0[s], y1[s], y2[s], y3[s] = v0, v1, v2, v3
+                total[s] += (v0 + v1) + (v2 + v3)
+                best, best_channel = peak[s], where[s]
+                if v0 > best:
+                    best, best_channel = v0, c
+                if v1 > best:
+                    best, best_channel = v1, c + 1
+                if v2 > best:
+                    best, best_channel = v2, c + 2
+                if v3 > best:
+                    best, best_channel = v3, c + 3
+                peak[s], where[s] = best, best_channel
+        for c in range(whole, C):
+            _gate_and_pool_channel(x[n, c, start:stop], y[n, c, start:stop], gate[n, c], c, total, peak, where)
         for s in range(stop - start):
             pooled[n, 0, start + s] = total[s] / count
             pooled[n, 1, start + s] = peak[s]
@@ -1290,19 +1375,30 @@ def _channel_gate_and_pool_backward_loop(grad_y, grad_pooled, x, gate, index, dx
             out[s] *= g
 
 
-#: |logit| bound under which BAM's gate is computed factored (see _residual_sigmoid):
+#: |logit| bound under which BAM's gate is computed factored (see _residual_sigmoid_row):
 #: e^(2·bound) stays finite and e^(-2·bound) stays a normal number in the dtype.
 FACTORED_SIGMOID_BOUND = {np.dtype(np.float32): 40.0, np.dtype(np.float64): 340.0}
 
 
-@njit(cache=True)
-def _residual_sigmoid(mc, ms, exp_neg_mc, exp_neg_ms, factored, one):
-    """σ(mc + ms). Factored: e^-(mc+ms) = e^-mc · e^-ms, whose exps were taken once per
-    channel and once per pixel, so the per-element work is a multiply and a divide
-    that vectorise (Numba's exp does not: it is a scalar libm call per element)."""
+@njit(cache=True, inline="always")
+def _residual_sigmoid_row(gate, mc, ms, exp_neg_ms, factored, one):
+    """gate[s] = σ(mc + ms[s]) along a row of pixels.
+
+    Factored: e^-(mc+ms) = e^-mc · e^-ms, whose exps were taken once per channel
+    (here) and once per pixel (the wrapper), so the per-element work is a
+    multiply and a divide that vectorise (Numba's exp does not: it is a scalar
+    libm call per element). The test on ``factored`` sits outside the pixel
+    loops: with it inside, neither loop vectorised (6× slower). Inlined into
+    the caller's loop by Numba: compiled as a separate function, the divide
+    loop did not vectorise either.
+    """
     if factored:
-        return one / (one + exp_neg_mc * exp_neg_ms)
-    return _sigmoid(mc + ms, one)
+        exp_neg_mc = np.exp(-mc)
+        for s in range(gate.shape[0]):
+            gate[s] = one / (one + exp_neg_mc * exp_neg_ms[s])
+    else:
+        for s in range(gate.shape[0]):
+            gate[s] = _sigmoid(mc + ms[s], one)
 
 
 @njit(parallel=True, cache=True)
@@ -1319,12 +1415,11 @@ def _residual_gate_loop(x, channel_logit, spatial_logit, exp_neg_spatial, factor
     for plane in prange(N * C):
         n = plane // C
         c = plane % C
-        mc = channel_logit[n, c]
-        exp_neg_mc = np.exp(-mc)
+        value, out_row = x[n, c], out[n, c]
+        # The output row holds σ first (it stays in L1), then x + x·σ.
+        _residual_sigmoid_row(out_row, channel_logit[n, c], spatial_logit[n], exp_neg_spatial[n], factored, one)
         for s in range(S):
-            value = x[n, c, s]
-            gate = _residual_sigmoid(mc, spatial_logit[n, s], exp_neg_mc, exp_neg_spatial[n, s], factored, one)
-            out[n, c, s] = value + value * gate
+            out_row[s] = value[s] + value[s] * out_row[s]
 
 
 @njit(parallel=True, cache=True)
@@ -1354,11 +1449,8 @@ def _residual_gate_backward_loop(grad, x, channel_logit, spatial_logit, exp_neg_
         spatial_total[:] = 0
         ms, exp_neg_ms = spatial_logit[n, start:stop], exp_neg_spatial[n, start:stop]
         for c in range(C):
-            mc = channel_logit[n, c]
-            exp_neg_mc = np.exp(-mc)
             upstream, value, dx_row = grad[n, c, start:stop], x[n, c, start:stop], dx[n, c, start:stop]
-            for s in range(stop - start):
-                gate[s] = _residual_sigmoid(mc, ms[s], exp_neg_mc, exp_neg_ms[s], factored, one)
+            _residual_sigmoid_row(gate, channel_logit[n, c], ms, exp_neg_ms, factored, one)
             for s in range(stop - start):
                 dx_row[s] = upstream[s] * (one + gate[s])
             for s in range(stop - start):
