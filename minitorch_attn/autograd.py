@@ -122,6 +122,7 @@ def run_backward(root, grad):
         return
     pending = {id(root._node): [None] * len(root._node.output_meta)}
     pending[id(root._node)][root._output_index] = grad
+    leaf_grads = {}  # id(leaf) -> (leaf, its contributions in order), added once at the end
     for node in _topological_nodes(root._node):
         grads = pending.pop(id(node), None)
         if grads is None:
@@ -145,8 +146,10 @@ def run_backward(root, grad):
                     f"for an input of shape {tensor.shape}"
                 )
             if tensor._node is None:
-                tensor._accumulate(g)
+                leaf_grads.setdefault(id(tensor), (tensor, []))[1].append(g)
             else:
                 slots = pending.setdefault(id(tensor._node), [None] * len(tensor._node.output_meta))
                 i = tensor._output_index
                 slots[i] = g if slots[i] is None else slots[i] + g
+    for tensor, grads in leaf_grads.values():
+        tensor._accumulate(*grads)

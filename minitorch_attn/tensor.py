@@ -90,9 +90,15 @@ class Tensor:
             raise ValueError(f"backward: grad must have shape {self.shape}, got {grad.shape}")
         run_backward(self, grad)
 
-    def _accumulate(self, g):
-        # A fresh copy: a backward kernel may return a view of its grad_output.
-        self.grad = np.array(g, dtype=self.dtype) if self.grad is None else self.grad + g
+    def _accumulate(self, *grads):
+        """Add the contributions ``grads`` to ``.grad``, in order."""
+        total = self.grad
+        for g in grads:
+            total = g if total is None else total + g
+        # A lone contribution may be a backward kernel's view of its grad_output: keep a copy.
+        # A sum is a new array already (copying it cost a pass over F for CBAM's input).
+        fresh = self.grad is not None or len(grads) > 1
+        self.grad = np.asarray(total, self.dtype) if fresh else np.array(total, dtype=self.dtype)
 
     def zero_grad(self):
         self.grad = None
