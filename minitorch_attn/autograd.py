@@ -122,7 +122,7 @@ def run_backward(root, grad):
         return
     pending = {id(root._node): [None] * len(root._node.output_meta)}
     pending[id(root._node)][root._output_index] = grad
-    leaf_grads = {}  # id(leaf) -> (leaf, its contributions in order), added once at the end
+    leaf_grads = {}  # id(leaf) -> (leaf, its contributions in order, add), added once at the end
     for node in _topological_nodes(root._node):
         grads = pending.pop(id(node), None)
         if grads is None:
@@ -136,6 +136,9 @@ def run_backward(root, grad):
                 f"{node.function.__name__}.backward returned {len(input_grads)} gradients "
                 f"for {len(node.inputs)} tensor inputs"
             )
+        # Gradients of a tensor used twice are added on the backend that computed them (for F-sized
+        # gradients a NumPy add was a single-threaded pass; the sums are the same IEEE additions).
+        add = node.ctx.kernels.add_forward
         for tensor, g in zip(node.inputs, input_grads):
             if g is None or not tensor.requires_grad:
                 continue
@@ -146,10 +149,10 @@ def run_backward(root, grad):
                     f"for an input of shape {tensor.shape}"
                 )
             if tensor._node is None:
-                leaf_grads.setdefault(id(tensor), (tensor, []))[1].append(g)
+                leaf_grads.setdefault(id(tensor), (tensor, [], add))[1].append(g)
             else:
                 slots = pending.setdefault(id(tensor._node), [None] * len(tensor._node.output_meta))
                 i = tensor._output_index
-                slots[i] = g if slots[i] is None else slots[i] + g
-    for tensor, grads in leaf_grads.values():
-        tensor._accumulate(*grads)
+                slots[i] = g if slots[i] is None else add(slots[i], g)
+    for tensor, grads, add in leaf_grads.values():
+        tensor._accumulate(*grads, add=add)

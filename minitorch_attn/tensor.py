@@ -90,11 +90,11 @@ class Tensor:
             raise ValueError(f"backward: grad must have shape {self.shape}, got {grad.shape}")
         run_backward(self, grad)
 
-    def _accumulate(self, *grads):
-        """Add the contributions ``grads`` to ``.grad``, in order."""
+    def _accumulate(self, *grads, add=np.add):
+        """Add the contributions ``grads`` to ``.grad``, in order, with ``add`` (a backend's ``add_forward``)."""
         total = self.grad
         for g in grads:
-            total = g if total is None else total + g
+            total = g if total is None else add(total, g)
         # A lone contribution may be a backward kernel's view of its grad_output: keep a copy.
         # A sum is a new array already (copying it cost a pass over F for CBAM's input).
         fresh = self.grad is not None or len(grads) > 1
