@@ -772,11 +772,23 @@ def _add_scaled(dest, scale, source):
         dest[i] += scale * source[i]
 
 
-# col2im adds a row of dcols onto the input row ih at columns iw_lo, iw_lo + sw,
-# ... The stride-1 case gets its own contiguous slice: with a run-time stride
+# im2col copies the input row ih at columns iw_lo, iw_lo + sw, ... into a row
+# of cols, and col2im adds it back. The stride-1 case gets its own contiguous slice: with a run-time stride
 # LLVM does not vectorise the row loop. A tap that sees padding only has count
 # 0, and then no slice may be built: its stop iw_lo - sw + 1 can be negative
 # and would wrap around to the row's end.
+@njit(cache=True)
+def _tap_columns_gather(dest, image, ih, iw_lo, sw):
+    """dest[k] = image[ih, iw_lo + k·sw] for k < len(dest): what im2col copies, and the scatter below adds back."""
+    count = dest.shape[0]
+    if count == 0:
+        return
+    if sw == 1:
+        dest[:] = image[ih, iw_lo:iw_lo + count]
+    else:
+        dest[:] = image[ih, iw_lo:iw_lo + (count - 1) * sw + 1:sw]
+
+
 @njit(cache=True)
 def _tap_columns_scatter(image, ih, iw_lo, sw, scale, source):
     """image[ih, iw_lo + k·sw] += scale · source[k] for k < len(source): the adjoint of the above."""
@@ -909,9 +921,8 @@ def _im2col_loop(x, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, cols):
         oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
         ow_lo, ow_hi = _valid_outputs(kw * dw - pw, sw, W, OW)
         for oh in range(oh_lo, oh_hi):
-            ih = oh * sh + kh * dh - ph
-            for ow in range(ow_lo, ow_hi):
-                dest[oh * OW + ow] = x[n, c, ih, ow * sw + kw * dw - pw]
+            _tap_columns_gather(dest[oh * OW + ow_lo:oh * OW + ow_hi], x[n, c], oh * sh + kh * dh - ph,
+                                ow_lo * sw + kw * dw - pw, sw)
 
 
 @njit(parallel=True, cache=True)
