@@ -1139,11 +1139,14 @@ def _batch_norm_train_loop(x, weight, bias, eps, out, xhat, inv_std, mean, var):
             total += _lane_sum(x[n, c])
         mu = total / count
         # Two passes (mean, then squared deviations) avoid the cancellation of E[x²] - E[x]².
+        # The deviations of a row go to a task-local row first, so that the sum of squares
+        # is a lane dot product (one running sum was a scalar loop: a third of the kernel).
         squares = x.dtype.type(0)
+        deviation = np.empty(L, x.dtype)
         for n in range(N):
             for l in range(L):
-                deviation = x[n, c, l] - mu
-                squares += deviation * deviation
+                deviation[l] = x[n, c, l] - mu
+            squares += _lane_dot(deviation, deviation)
         sigma2 = squares / count
         scale = one / np.sqrt(sigma2 + eps)
         mean[c], var[c], inv_std[c] = mu, sigma2, scale
