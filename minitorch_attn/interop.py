@@ -423,10 +423,11 @@ PARITY_CASES = [
 PARITY_QUANTITIES = ("output", "input grad", "param grads", "running stats")
 
 
-def parity_errors(case, dtype, backend="numpy", seed=0):
+def parity_errors(case, dtype, backend="numpy", seed=0, batch=8, size=(5, 6)):
     """Run ``case`` and its :func:`to_torch` twin in train mode, then in eval mode, with the same input and
     upstream gradient; return the max relative error per quantity (see :data:`PARITY_QUANTITIES`):
     outputs, input gradients, the gradient of every parameter, and the running statistics after the train step.
+    The input is (batch, case.channels, *size); the CUDA simulator wants it tiny.
     """
     import torch
 
@@ -434,7 +435,7 @@ def parity_errors(case, dtype, backend="numpy", seed=0):
     rng = np.random.default_rng(seed)
     module = randomize(case.build(), seed).to(dtype)
     twin = to_torch(module)
-    shape = (8, case.channels, 5, 6)
+    shape = (batch, case.channels, *size)
     x = (rng.integers(-2, 3, shape) if case.ties else rng.standard_normal(shape)).astype(dtype)
     upstream = None
     errors = dict.fromkeys(PARITY_QUANTITIES, 0.0)
