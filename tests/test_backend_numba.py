@@ -350,8 +350,9 @@ def test_fused_kernels_equal_unfused_composition(seed, dtype, shape, ties):
 # --------------------------------------------------------------------------
 def test_bit_identical_for_one_and_two_threads():
     rng = np.random.default_rng(7)
-    # 19×23 = 437 pixels: more than one PIXEL_BLOCK, so the channel kernels split a sample.
-    shape = (3, 12, 19, 23)
+    # 37×29 = 1073 pixels: more than one PIXEL_BLOCK, so the channel kernels split a sample.
+    shape = (3, 12, 37, 29)
+    assert shape[2] * shape[3] > nb.PIXEL_BLOCK
     cases = [case for case in kernel_cases(rng, np.float32, shape)
              if case[0] in ("global_avg_max_pool_forward", "channel_gate_and_pool_forward",
                             "channel_gate_and_pool_backward", "residual_gate_backward", "conv2d_backward",

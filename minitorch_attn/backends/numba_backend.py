@@ -40,9 +40,12 @@ from numba import njit, prange
 
 from ..exercise import exercise
 
-#: Pixels per task in the loops that reduce over channels: small enough that
-#: N=1 still gives several tasks, large enough for long vectorised rows.
-PIXEL_BLOCK = 256
+#: Pixels per task in the loops that reduce over channels. Such a task walks
+#: the channels, reading a segment of this many pixels from each plane: long
+#: segments keep the hardware prefetchers streaming (256-pixel segments made
+#: BAM's residual-gate backward 2× slower at 28×28). A batch of one then has
+#: few tasks (H·W / 1024); the benchmarked batches have 8 or more.
+PIXEL_BLOCK = 1024
 
 #: conv2d uses im2col + a matrix product when a group has at least this many output
 #: channels (each im2col row is then reused by many outputs, which is where a

@@ -5,8 +5,8 @@ import torch
 
 from minitorch_attn.grading.checks import describe, expect_array
 
-# S = H·W: below one pixel block, exactly one (256), and more than one with a ragged last block.
-SHAPES = [(2, 3, 4, 5), (1, 1, 1, 1), (3, 5, 16, 16), (2, 3, 17, 19)]
+# S = H·W: below one pixel block, exactly one (1024), and more than one with a ragged last block.
+SHAPES = [(2, 3, 4, 5), (1, 1, 1, 1), (3, 5, 32, 32), (2, 3, 37, 29)]
 
 
 def mean_cases(seed, shapes):
