@@ -98,6 +98,7 @@ def kernel_cases(rng, dtype, shape=(2, 5, 4, 3), ties=False):
         ("sigmoid_forward", (x,)),
         ("sigmoid_backward", (values(rng, shape, dtype), ref.sigmoid_forward(x))),
         ("mul_forward", (x, pixel_grad)),
+        ("mul_backward", (values(rng, shape, dtype), x, pixel_grad)),
         ("add_forward", (x, pooled_grad[:, :, None, None])),
         ("sum_to_shape", (x, (C, 1, 1))),
         ("conv2d_forward", (x, conv_weight, bias[:1].repeat(C), *conv_args)),
@@ -201,6 +202,10 @@ def test_broadcasting_arithmetic(seed, dtype, shape, pattern, drop_leading):
     small = values(rng, small_shape, dtype)
     check("mul_forward", x, small)
     check("mul_forward", small, x)
+    grad = values(rng, shape, dtype)
+    for needs in ((True, True), (True, False), (False, True)):
+        check("mul_backward", grad, x, small, *needs)
+        check("mul_backward", grad, small, x, *needs)
     check("add_forward", x, small)
     check("sum_to_shape", x, small_shape)
 
@@ -356,7 +361,7 @@ def test_bit_identical_for_one_and_two_threads():
     cases = [case for case in kernel_cases(rng, np.float32, shape)
              if case[0] in ("global_avg_max_pool_forward", "channel_gate_and_pool_forward",
                             "channel_gate_and_pool_backward", "residual_gate_backward", "conv2d_backward",
-                            "batch_norm_train_forward", "batch_norm_backward", "linear_backward", "sum_to_shape")]
+                            "batch_norm_train_forward", "batch_norm_backward", "linear_backward", "sum_to_shape", "mul_backward")]
     cases.append(("conv2d_backward", (values(rng, (3, 1, 19, 23), np.float32), values(rng, (3, 2, 19, 23), np.float32),
                                       values(rng, (1, 2, 7, 7), np.float32), (1, 1), (3, 3), (1, 1), 1, True)))
     previous = numba.get_num_threads()
@@ -435,3 +440,5 @@ def test_bad_input_is_rejected_before_any_work():
         nb.softmax_cross_entropy_forward(np.zeros((2, 3)), np.array([0, 3]))
     with pytest.raises(ValueError, match="cannot be summed"):
         nb.sum_to_shape(x, (3, 2, 1))
+    with pytest.raises(ValueError, match="grad must have the broadcast shape"):
+        nb.mul_backward(np.zeros((2, 3)), x, np.zeros((3, 1, 1)))

@@ -36,7 +36,7 @@ KERNEL_NAMES = (
     "relu_forward", "relu_backward",
     "sigmoid_forward", "sigmoid_backward",
     # broadcasting arithmetic
-    "mul_forward", "add_forward", "sum_to_shape",
+    "mul_forward", "mul_backward", "add_forward", "sum_to_shape",
     # convolution
     "conv2d_forward", "conv2d_backward",
     # batch norm on (N,C,L)

@@ -631,6 +631,13 @@ def sum_to_shape(grad, shape):
     return _sum_over_axes(d_grad, grad.shape, axes).copy_to_host().reshape(shape)
 
 
+def mul_backward(grad, a, b, needs_a=True, needs_b=True):
+    """Gradients of ``a * b`` (the NumPy reference's composition of the two kernels above, no fused device code)."""
+    da = sum_to_shape(mul_forward(grad, b), a.shape) if needs_a else None
+    db = sum_to_shape(mul_forward(grad, a), b.shape) if needs_b else None
+    return da, db
+
+
 # --------------------------------------------------------------------------
 # Convolution (cross-correlation) with stride s, zero padding p, dilation d, groups.
 # Output pixel (oh, ow) reads, through tap (i, j), input pixel

@@ -709,6 +709,44 @@ def _sum_to_shape_loop(grad, out):
                         row[0] += _lane_sum(source)
 
 
+@njit(parallel=True, cache=True)
+def _mul_backward_loop(grad, full, small, dfull, dsmall):
+    """dfull = grad ⊗ small (broadcast) and dsmall = grad ⊗ full summed to small's shape, in one pass.
+
+    grad, full, dfull share one 4-D shape; small's axes are theirs or 1 (merged axes alternate).
+    Tasks as in :func:`_sum_to_shape_loop`: one row of dsmall each, visiting the grad rows that land
+    on it in C order, so neither product is written out and read back.
+    """
+    G0, G1, G2, G3 = grad.shape
+    T0, T1, T2, T3 = small.shape
+    R0 = G0 if T0 == 1 else 1
+    R1 = G1 if T1 == 1 else 1
+    R2 = G2 if T2 == 1 else 1
+    keep_last = T3 == G3
+    for task in prange(T0 * T1 * T2):
+        o0 = task // (T1 * T2)
+        o1 = (task // T2) % T1
+        o2 = task % T2
+        scale = small[o0, o1, o2]
+        # A task-local running row: it cannot alias dfull, so the row loop vectorises.
+        row = np.zeros(T3, dsmall.dtype)
+        for r0 in range(R0):
+            for r1 in range(R1):
+                for r2 in range(R2):
+                    g = grad[o0 + r0, o1 + r1, o2 + r2]
+                    f = full[o0 + r0, o1 + r1, o2 + r2]
+                    df = dfull[o0 + r0, o1 + r1, o2 + r2]
+                    if keep_last:
+                        for j in range(G3):
+                            df[j] = g[j] * scale[j]
+                            row[j] += g[j] * f[j]
+                    else:
+                        for j in range(G3):
+                            df[j] = g[j] * scale[0]
+                        row[0] += _lane_dot(g, f)
+        dsmall[o0, o1, o2] = row
+
+
 def _binary(kernel, a, b, multiply):
     # NumPy's promotion (a Python float does not widen float32), then one float dtype for both.
     dtype = np.result_type(a, b)
@@ -727,6 +765,36 @@ def _binary(kernel, a, b, multiply):
 
 def mul_forward(a, b):
     return _binary("mul_forward", a, b, True)
+
+
+def mul_backward(grad, a, b, needs_a=True, needs_b=True):
+    """Gradients of ``a * b``: ``(sum_to_shape(g·b, a.shape), sum_to_shape(g·a, b.shape))``, None where not needed.
+
+    When both are needed and one operand has grad's shape (CBAM's F' ⊗ M_s), one fused pass;
+    otherwise the two kernels above.
+    """
+    grad = _as_float("mul_backward", "grad", grad)
+    a = _as_float("mul_backward", "a", a, dtype=grad.dtype)
+    b = _as_float("mul_backward", "b", b, dtype=grad.dtype)
+    try:
+        expected = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        expected = None
+    if expected != grad.shape:
+        raise ValueError(f"mul_backward: grad must have the broadcast shape of a {a.shape} and b {b.shape}, "
+                         f"got {grad.shape}")
+    a_is_full = a.shape == grad.shape
+    if not (needs_a and needs_b and (a_is_full or b.shape == grad.shape)):
+        da = sum_to_shape(mul_forward(grad, b), a.shape) if needs_a else None
+        db = sum_to_shape(mul_forward(grad, a), b.shape) if needs_b else None
+        return da, db
+    full, small = (a, b) if a_is_full else (b, a)
+    padded = (1,) * (grad.ndim - small.ndim) + small.shape
+    merged, (small4,) = _merged_axes("mul_backward", grad.shape, [padded])
+    dfull, dsmall = np.empty(merged, grad.dtype), np.empty(small4, grad.dtype)
+    _mul_backward_loop(grad.reshape(merged), full.reshape(merged), small.reshape(small4), dfull, dsmall)
+    dfull, dsmall = dfull.reshape(grad.shape), dsmall.reshape(small.shape)
+    return (dfull, dsmall) if a_is_full else (dsmall, dfull)
 
 
 def add_forward(a, b):

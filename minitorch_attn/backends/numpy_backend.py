@@ -156,6 +156,13 @@ def sum_to_shape(grad, shape):
     return grad.sum(axis=stretched, keepdims=True) if stretched else grad
 
 
+def mul_backward(grad, a, b, needs_a=True, needs_b=True):
+    """Gradients of ``a * b``: ``(sum_to_shape(g·b, a.shape), sum_to_shape(g·a, b.shape))``, None where not needed."""
+    da = sum_to_shape(mul_forward(grad, b), a.shape) if needs_a else None
+    db = sum_to_shape(mul_forward(grad, a), b.shape) if needs_b else None
+    return da, db
+
+
 # --------------------------------------------------------------------------
 # Convolution (stride, zero padding, dilation, groups)
 # --------------------------------------------------------------------------

@@ -38,11 +38,7 @@ class Mul(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-        K = ctx.kernels
-        da = K.sum_to_shape(K.mul_forward(grad, b), a.shape) if ctx.needs_input_grad[0] else None
-        db = K.sum_to_shape(K.mul_forward(grad, a), b.shape) if ctx.needs_input_grad[1] else None
-        return da, db
+        return ctx.kernels.mul_backward(grad, *ctx.saved_tensors, *ctx.needs_input_grad)
 
 
 class Add(Function):

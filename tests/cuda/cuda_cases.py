@@ -60,6 +60,7 @@ def kernel_args(name, dtype, shape=(2, 3, 4, 5), ties=False, seed=0):
         "sigmoid_forward": (x * 20,),  # large magnitudes: both branches of the stable sigmoid
         "sigmoid_backward": (data(*x.shape), reference.sigmoid_forward(x)),
         "mul_forward": (x, data(C, 1, 1)),
+        "mul_backward": (data(*x.shape), x, data(C, 1, 1)),
         "add_forward": (data(N, C, 1, 1), x),
         "sum_to_shape": (x, (C, 1, W)),
         "conv2d_forward": (x, data(4, C, 3, 3), data(4), (1, 1), (1, 1), (1, 1), 1),
