@@ -239,14 +239,14 @@ class _HookHandle:
             self._hooks.remove(self._hook)
 
 
-class Sequential(Module):
-    """Modules applied one after another; children are named "0", "1", ... as in PyTorch."""
+class _ModuleSequence(Module):
+    """Children named "0", "1", ... as in PyTorch, reachable by index, length and iteration."""
 
-    def __init__(self, *modules):
+    def __init__(self, modules):
         super().__init__()
         for index, module in enumerate(modules):
             if not isinstance(module, Module):
-                raise TypeError(f"Sequential: argument {index} must be a Module, got {type(module).__name__}")
+                raise TypeError(f"{type(self).__name__}: item {index} must be a Module, got {type(module).__name__}")
             self._modules[str(index)] = module
 
     def __getitem__(self, index):
@@ -257,6 +257,13 @@ class Sequential(Module):
 
     def __iter__(self):
         return iter(self._modules.values())
+
+
+class Sequential(_ModuleSequence):
+    """Modules applied one after another."""
+
+    def __init__(self, *modules):
+        super().__init__(modules)
 
     def forward(self, x):
         for module in self:
@@ -264,21 +271,8 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
-    """A list of modules whose parameters are registered (children "0", "1", ...); it has no forward."""
+class ModuleList(_ModuleSequence):
+    """A list of modules whose parameters are registered; it has no forward."""
 
     def __init__(self, modules=()):
-        super().__init__()
-        for index, module in enumerate(modules):
-            if not isinstance(module, Module):
-                raise TypeError(f"ModuleList: item {index} must be a Module, got {type(module).__name__}")
-            self._modules[str(index)] = module
-
-    def __getitem__(self, index):
-        return list(self._modules.values())[index]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
+        super().__init__(modules)
