@@ -7,6 +7,8 @@
   are swapped on the way in and out, so the round trip is exact.
 * :func:`to_torch` / :func:`from_torch`: a ``torch.nn.Module`` with our structure and parameter names that
   computes the same numbers (its forward is written with torch ops, independently of ours), and back.
+  ``to_torch`` also twins whole backbones (``models.ResNet``, ``models.MobileNet``, any attention), e.g. to
+  train side by side or to check Grad-CAM; ``from_torch`` covers layers and attention modules only.
 * :func:`parity_table`: every attention module × option × dtype against its twin (``python -m
   minitorch_attn.interop --table``); the tests run the same cases through :func:`parity_errors`.
 
@@ -20,7 +22,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import backends, nn
+from . import backends, models, nn
 from .nn.module import state_dict_problems, to_numpy
 from .tensor import Tensor
 from .testing import TOLERANCE, rel_error
@@ -136,7 +138,7 @@ def to_official(module, as_torch=True):
 # --------------------------------------------------------------------------
 @functools.cache
 def _twin_classes():
-    """The torch classes that mirror our attention modules, defined on first use (torch imported then)."""
+    """The torch classes that mirror our attention modules and backbones, defined on first use (torch imported then)."""
     import torch
     from torch import nn as tnn
 
@@ -250,11 +252,61 @@ def _twin_classes():
                 logit = torch.where(logits[0] >= logits[1], logits[0], logits[1])
             return x + x * torch.sigmoid(logit)
 
+    # The backbones: same child names as ours (stem, stages, bottlenecks, features, fc), so parameter names
+    # match; every child is itself a twin or a torch layer made by to_torch. No from_torch back (no config()).
+    def twin_or_none(module):
+        return None if module is None else to_torch(module)
+
+    class BasicBlockTwin(tnn.Module):
+        def __init__(self, ours):
+            super().__init__()
+            self.conv1, self.conv2 = to_torch(ours.conv1), to_torch(ours.conv2)
+            self.attention, self.shortcut = twin_or_none(ours.attention), twin_or_none(ours.shortcut)
+
+        def forward(self, x):
+            out = self.conv2(torch.relu(self.conv1(x)))
+            if self.attention is not None:
+                out = self.attention(out)
+            return torch.relu(out + (x if self.shortcut is None else self.shortcut(x)))
+
+    class ResNetTwin(tnn.Module):
+        def __init__(self, ours):
+            super().__init__()
+            self.stem, self.stages = to_torch(ours.stem), to_torch(ours.stages)
+            self.bottlenecks, self.fc = to_torch(ours.bottlenecks), to_torch(ours.fc)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            for index, stage in enumerate(self.stages):
+                x = stage(x)
+                if index < len(self.bottlenecks):
+                    x = self.bottlenecks[index](x)
+            return self.fc(x.mean(dim=(2, 3)))
+
+    class DepthwiseSeparableTwin(tnn.Module):
+        def __init__(self, ours):
+            super().__init__()
+            self.depthwise, self.pointwise = to_torch(ours.depthwise), to_torch(ours.pointwise)
+            self.attention = twin_or_none(ours.attention)
+
+        def forward(self, x):
+            out = torch.relu(self.pointwise(torch.relu(self.depthwise(x))))
+            return out if self.attention is None else self.attention(out)
+
+    class MobileNetTwin(tnn.Module):
+        def __init__(self, ours):
+            super().__init__()
+            self.stem, self.features, self.fc = to_torch(ours.stem), to_torch(ours.features), to_torch(ours.fc)
+
+        def forward(self, x):
+            return self.fc(self.features(torch.relu(self.stem(x))).mean(dim=(2, 3)))
+
     # SE before ChannelGate: the first isinstance match wins.
     return OrderedDict([
         (nn.SE, ChannelGateTwin), (nn.ChannelGate, ChannelGateTwin), (nn.SpatialGate, SpatialGateTwin),
         (nn.CBAM, CBAMTwin), (nn.BAMChannelGate, BAMChannelGateTwin), (nn.BAMSpatialGate, BAMSpatialGateTwin),
-        (nn.BAM, BAMTwin),
+        (nn.BAM, BAMTwin), (models.BasicBlock, BasicBlockTwin), (models.ResNet, ResNetTwin),
+        (models.DepthwiseSeparable, DepthwiseSeparableTwin), (models.MobileNet, MobileNetTwin),
     ])
 
 
