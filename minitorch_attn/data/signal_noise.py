@@ -20,7 +20,7 @@ from .dataset import check_int
 from .render import paste_max, tight_boxes
 
 NAME = "signal-in-noise"
-VERSION = 1
+VERSION = 2  # 2: noise drawn only for the channels that show it (1 drew both kinds for every channel)
 TAG = 2
 NUM_CLASSES = 10
 DEFAULTS = {"canvas": 32, "channels": 4, "signal_channels": 2, "train_size": 5000, "val_size": 1000,
@@ -115,14 +115,17 @@ def make_chunk(rng, seed, split, first, count, opts):
         value = rng.uniform(0.6, 1.0, count).astype(np.float32) * shown
         paste_max(scene, DISTRACTOR_SHAPES[kind] * value[:, None, None], ys[choice, index], xs[choice, index])
 
+    n_signal = opts["signal_channels"]
     order = np.argsort(rng.random((count, channels)), axis=1)
+    shown_in, noise_in = order[:, :n_signal], order[:, n_signal:]
     signal = np.zeros((count, channels), bool)
-    signal[index[:, None], order[:, :opts["signal_channels"]]] = True
-    noisy_scene = scene[:, None, :canvas, :canvas] + np.float32(opts["noise_std"]) * rng.standard_normal(
-        (count, channels, canvas, canvas), dtype=np.float32)
-    pure_noise = rng.random((count, channels, canvas, canvas), dtype=np.float32)
-    images = np.where(signal[:, :, None, None], np.clip(noisy_scene, 0, 1), pure_noise)
-    return {"images": np.ascontiguousarray(images, np.float32),
+    signal[index[:, None], shown_in] = True
+    images = np.empty((count, channels, canvas, canvas), np.float32)
+    images[index[:, None], shown_in] = np.clip(scene[:, None, :canvas, :canvas] + np.float32(opts["noise_std"])
+                                               * rng.standard_normal((count, n_signal, canvas, canvas),
+                                                                     dtype=np.float32), 0, 1)
+    images[index[:, None], noise_in] = rng.random((count, channels - n_signal, canvas, canvas), dtype=np.float32)
+    return {"images": images,
             "labels": labels.astype(np.int64),
             "masks": masks,
             "boxes": tight_boxes(masks),
