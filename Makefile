@@ -1,6 +1,9 @@
 # The course's commands. `make lab` and `make test` are the two the README promises:
 # each creates .venv when needed, installs the pinned dependencies once (a stamp file
 # remembers which dependency files it installed from) and then does its job.
+# The Jupyter kernel is registered inside .venv (--sys-prefix), never user-wide: the
+# notebooks ask for it by name, and Jupyter run from this .venv prefers it, so a second
+# checkout cannot re-point this one's kernel.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,15 +22,17 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 
-# One stamp per extra set: re-run pip only when pyproject.toml changed.
+# One stamp per extra set: re-run pip only when pyproject.toml changed. The lab set includes
+# the test set, so installing it writes both stamps (`make lab` then `make grade` installs once).
 $(VENV)/.installed-test: $(DEPS) | $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (minitorch_attn)" >/dev/null
 	touch $@
 
 $(VENV)/.installed-lab: $(DEPS) | $(PY)
 	$(PY) -m pip install --quiet -e ".[test,lab]"
-	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (minitorch_attn)" >/dev/null
-	touch $@
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (minitorch_attn)" >/dev/null
+	touch $@ $(VENV)/.installed-test
 
 # Opens a browser only where there is a display to open it on; Jupyter refuses root without --allow-root
 # (containers and CI machines often run as root).
@@ -35,14 +40,23 @@ lab: $(VENV)/.installed-lab
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT) \
 		$(if $(DISPLAY),,--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# The whole course executed top to bottom and rendered to html/NN_*.html, to read in a browser.
+# The whole course executed top to bottom and rendered to html/NN_*.html, to read in a browser,
+# offline too: MathJax is copied from the mathjax package next to the pages.
 html: $(VENV)/.installed-lab
-	$(VENV)/bin/jupyter nbconvert --execute --to html --output-dir html notebooks/*.ipynb
+	$(PY) -m minitorch_attn.html --output-dir html notebooks/*.ipynb
+
+# The graded tests are `make grade`'s: it scores them one exercise at a time.
+TEST_PATHS := tests notebooks --ignore=tests/graded
+# BEGIN INSTRUCTOR ONLY
+# Here every exercise is written, so the graded tests run with the rest (the reference earns every point).
+TEST_PATHS := tests notebooks
+# END INSTRUCTOR ONLY
 
 # The default suite with every lesson notebook executed (nbmake), then the CUDA kernels under the
 # simulator in their own process (NUMBA_ENABLE_CUDASIM is read when numba is first imported).
+# In the student edition, a test that stops at an exercise not written yet is skipped and names it.
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -n $(WORKERS) --nbmake -m "not slow and not gpu and not cudasim" tests notebooks $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) --nbmake -m "not slow and not gpu and not cudasim" $(TEST_PATHS) $(ARGS)
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -m "cudasim and not slow" tests/cuda $(ARGS)
 
 test-slow: $(VENV)/.installed-test

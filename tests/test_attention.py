@@ -70,6 +70,8 @@ EXERCISES = {"2.2": cbam.channel_attention_logit, "3.4": cbam.spatial_attention_
              "4.1": cbam.cbam_attention, "6.1": bam.bam_spatial_logit, "7.2": bam.bam_fuse}
 
 
+# BEGIN INSTRUCTOR ONLY
+# (about the solution regions, which the student edition does not have)
 @pytest.mark.parametrize("exercise_id", list(EXERCISES))
 def test_exercise_is_registered_and_its_body_can_be_replaced(exercise_id):
     """The student edition swaps the marked region for a raise: the function's source must still compile."""
@@ -82,6 +84,7 @@ def test_exercise_is_registered_and_its_body_can_be_replaced(exercise_id):
                      flags=re.S)
     namespace = {"exercise": lambda *a: (lambda f: f)}
     exec(compile(student, "<student>", "exec"), cbam.__dict__ | bam.__dict__ | namespace)
+# END INSTRUCTOR ONLY
 
 
 def _t(array):
@@ -243,5 +246,8 @@ def test_uses_only_ops():
     for module in (cbam, bam):
         source = inspect.getsource(module)
         assert "backends" not in source and "kernels" not in source
+    # BEGIN INSTRUCTOR ONLY
+    # (the solutions' bodies: the student edition has none)
     assert ops.channel_gate_and_pool.__name__ in inspect.getsource(cbam.cbam_attention.__wrapped__)
     assert ops.residual_gate.__name__ in inspect.getsource(bam.bam_fuse.__wrapped__)
+    # END INSTRUCTOR ONLY

@@ -68,6 +68,8 @@ def test_every_kernel_compiles_for_a_real_gpu(monkeypatch):
     assert len(every_kernel) > 30 and compiled == every_kernel
 
 
+# BEGIN INSTRUCTOR ONLY
+# (about the solution regions, which the student edition does not have)
 def test_exercise_9_2_student_edition_imports_and_asks_for_the_launch(monkeypatch):
     assert exercise.REGISTRY["9.2"].qualname == "channel_mean_forward"
     student = strip_solutions(open(cuda_backend.__file__).read(), cuda_backend.__file__)
@@ -79,4 +81,5 @@ def test_exercise_9_2_student_edition_imports_and_asks_for_the_launch(monkeypatc
     with pytest.raises(NotImplementedError, match="Exercise 9.2"):
         module.channel_mean_forward(np.ones((1, 2, 3, 3)))
     assert callable(module.channel_max_forward)
+# END INSTRUCTOR ONLY
 
