@@ -7,7 +7,7 @@ from .dataset import Dataset, check_int
 
 
 def shift_images(images, offsets):
-    r"""Each image moved by its own integer offset, zero filled: :math:`y[n, c, i, j] = x[n, c, i - dy_n, j - dx_n]`
+    """Each image moved by its own integer offset, zero filled: y[n, c, i, j] = x[n, c, i - dy[n], j - dx[n]]
     (0 where that falls outside).
 
     images (B, C, H, W), offsets (B, 2) ints ``(dy, dx)`` -> (B, C, H, W), same dtype; a positive dy moves the
