@@ -8,11 +8,11 @@ from .bam import BAM, BAMChannelGate, BAMSpatialGate
 from .cbam import CBAM, SE, ChannelGate, SpatialGate
 from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Flatten, Identity, Linear, ReLU, Sigmoid
 from .module import Module, ModuleList, Parameter, Sequential, StateDictError
-from .optim import SGD
+from .optim import SGD, Adam, CosineAnnealingLR, Optimizer, StepLR
 
 __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "StateDictError",
     "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "ReLU", "Sigmoid", "Flatten", "Identity",
     "ChannelGate", "SpatialGate", "CBAM", "SE", "BAMChannelGate", "BAMSpatialGate", "BAM",
-    "SGD", "init", "manual_seed",
+    "Optimizer", "SGD", "Adam", "StepLR", "CosineAnnealingLR", "init", "manual_seed",
 ]
