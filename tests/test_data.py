@@ -81,7 +81,7 @@ def test_a_regenerated_slice_equals_the_cached_bytes(name, cache_dir):
 @pytest.mark.parametrize("name", data.DATASETS)
 def test_manifest_records_version_seed_shapes_and_the_sha256_of_every_file(name, cache_dir):
     ds = load(name, "test", cache_dir=cache_dir)
-    folder = cache.cache_folder(name, 0, getattr(data.cache.GENERATORS[name], "check_options")(OPTIONS[name]),
+    folder = cache.cache_folder(name, 0, cache.GENERATORS[name].check_options(OPTIONS[name]),
                                 cache_dir)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["generator_version"] == cache.GENERATORS[name].VERSION and manifest["seed"] == 0
