@@ -65,9 +65,9 @@ class Dataset:
                 f"image shape {self.images.shape[1:]}, {self.num_classes} classes)")
 
     def subset(self, n):
-        """The first ``n`` examples (the same ones every time), as a Dataset of the same kind."""
+        """The first ``n`` examples (the same ones every time), as a Dataset of the same kind (views, not copies)."""
         n = check_int(n, "n", f"{self!r}.subset", 0)
         if n > len(self):
             raise ValueError(f"{self!r}.subset: n={n} is more than the {len(self)} examples there are")
-        return Dataset(self.images[:n], self.labels[:n], self.masks[:n], self.boxes[:n],
-                       self.signal_channels[:n], self.source_ids[:n], name=self.name, split=self.split, num_classes=self.num_classes)
+        return type(self)(self.images[:n], self.labels[:n], self.masks[:n], self.boxes[:n], self.signal_channels[:n],
+                          self.source_ids[:n], name=self.name, split=self.split, num_classes=self.num_classes)
