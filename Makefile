@@ -83,7 +83,7 @@ GRADES        ?= grades.json
 GRADE_TIMEOUT ?= 30
 .PHONY: grade
 grade: $(VENV)/.installed-test
-	$(PY) -m minitorch_attn.grading --json $(GRADES) --timeout $(GRADE_TIMEOUT) $(EXERCISES)
+	$(PY) minitorch_attn/grading --json $(GRADES) --timeout $(GRADE_TIMEOUT) $(EXERCISES)
 
 # BEGIN INSTRUCTOR ONLY
 # make student DEST=folder: the student edition (every solution region replaced by

@@ -3,28 +3,21 @@
 Instructor-only (``make student`` leaves this file out: it describes the solutions).
 
 A mutant is a small text edit of the reference solution region, the kind of slip
-a student makes. :func:`build` applies it to the source, compiles the exercise
-function (and the helper holding the region, if the region sits in one, such as
-a Numba loop) into a copy of its module's namespace, and returns the function;
-the grader installs it with ``exercise.overridden``. An edit that no longer
-matches the reference raises, so mutants cannot silently go stale.
+a student makes. The grader runs the exercise's tests with the edited region
+(``runner.run(replace={id: [(old, new)]})``: the student process compiles the
+exercise function, and the helper holding the region if it sits in one, from the
+edited source). An edit that no longer matches the reference fails to install,
+and the mutant counts as not caught, so mutants cannot silently go stale.
 
-``python tests/grading_mutants.py [ids]`` runs them and prints one JSON line per
-mutant (the CUDA exercise's run in a process with NUMBA_ENABLE_CUDASIM=1).
+``python tests/grading_mutants.py [ids]`` runs them and prints one JSON line per mutant.
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import json
-import pathlib
 import sys
 
-from minitorch_attn.exercise import REGISTRY
 from minitorch_attn.grading import runner
-from minitorch_attn.grading.isolation import load_exercises
-from minitorch_attn.grading.regions import _exercise_call, solution_regions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +26,6 @@ class Mutant:
     mistake: str
     old: str  # text of the solution region (it must occur there exactly once) ...
     new: str  # ... and what the student wrote instead
-
-    def build(self):
-        return _compile_mutant(self)
 
 
 MUTANTS = [
@@ -156,58 +146,25 @@ MUTANTS = [
 ]
 
 
-def _edit_region(source, mutant, path):
-    regions = [r for r in solution_regions(source, path) if r.exercise.id == mutant.exercise]
-    if len(regions) != 1:
-        raise LookupError(f"mutant {mutant.mistake!r}: exercise {mutant.exercise} has {len(regions)} regions in {path}")
-    lines = source.splitlines(keepends=True)
-    head, body, tail = (lines[: regions[0].begin + 1], "".join(lines[regions[0].begin + 1 : regions[0].end]),
-                        lines[regions[0].end :])
-    if body.count(mutant.old) != 1:
-        raise LookupError(f"mutant {mutant.exercise} {mutant.mistake!r}: {mutant.old!r} occurs "
-                          f"{body.count(mutant.old)} times in the solution region (it must occur once): update it")
-    body = body.replace(mutant.old, mutant.new)
-    return "".join(head) + body + "".join(tail), regions[0].begin + 1
-
-
-def _without_caching(decorator):
-    """A Numba decorator with cache=False: a mutant compiled from a string has no file to cache against."""
-    if isinstance(decorator, ast.Call):
-        for keyword in decorator.keywords:
-            if keyword.arg == "cache":
-                keyword.value = ast.copy_location(ast.Constant(False), keyword.value)
-    return decorator
-
-
-def _compile_mutant(mutant):
-    entry = REGISTRY[mutant.exercise]
-    module = sys.modules[entry.module]
-    path = inspect.getsourcefile(module)
-    edited, region_line = _edit_region(pathlib.Path(path).read_text(encoding="utf-8"), mutant, path)
-    tree = ast.parse(edited, path)
-    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
-    region_holder = max((n for n in functions if n.lineno <= region_line + 1 <= n.end_lineno), key=lambda n: n.lineno)
-    exercise_function = next(n for n in functions if n.name == entry.function.__name__)
-    chosen = [region_holder] if region_holder is exercise_function else [region_holder, exercise_function]
-    for node in chosen:
-        node.decorator_list = [_without_caching(d) for d in node.decorator_list if not _exercise_call(d)]
-    namespace = dict(vars(module))  # a copy: the module itself keeps its reference functions
-    exec(compile(ast.Module(body=chosen, type_ignores=[]), path, "exec"), namespace)
-    return namespace[exercise_function.name]
-
-
 def run_mutants(ids=()):
-    """``[(mutant, caught, first failure line)]`` for the mutants of ``ids`` (all when empty)."""
-    load_exercises()
-    results = []
-    for mutant in MUTANTS:
-        if ids and mutant.exercise not in ids:
-            continue
-        report = runner.run([mutant.exercise], overrides={mutant.exercise: mutant.build()}, timeout=60,
-                            stop_early=True)
-        failed = [t for t in report.tests if not t.passed]
-        caught = bool(report.tests) and bool(failed) and not report.problems
-        results.append((mutant, caught, failed[0].message if failed else "; ".join(report.problems)))
+    """``[(mutant, caught, first failure line)]`` for the mutants of ``ids`` (all when empty).
+
+    Caught means: some test of the exercise fails on a check (not on a crash, a
+    timeout, or an edit that does not apply). The mutants of one exercise share
+    its student process.
+    """
+    results, pool = [], {}
+    try:
+        for mutant in MUTANTS:
+            if ids and mutant.exercise not in ids:
+                continue
+            report = runner.run([mutant.exercise], replace={mutant.exercise: [(mutant.old, mutant.new)]},
+                                timeout=60, stop_early=True, pool=pool)
+            failed = [t for t in report.tests if not t.passed]
+            caught = bool(failed) and report.complete
+            results.append((mutant, caught, failed[0].message if failed else "; ".join(report.problems)))
+    finally:
+        runner.close_pool(pool)
     return results
 
 

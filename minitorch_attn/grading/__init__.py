@@ -1,8 +1,30 @@
 """The grader: graded tests per exercise, a score table, and the student edition (``make student``).
 
 ``minitorch_attn.grade("2.1")`` (or a lesson number, or nothing for all) runs the
-graded tests in a fresh Python process, so it always sees the files as saved,
-prints the score table and returns it as a :class:`Grades` dict.
+judge, ``python minitorch_attn/grading``, in a fresh process, so it always sees
+the files as saved; it prints the score table and returns it as a :class:`Grades` dict.
+
+How an exercise is judged: the judge process never imports the student's package.
+Per exercise it starts a student process (a process group of its own) that imports
+the package, runs the graded calls with every other exercise replaced by its
+trusted stand-in and sends back only plain arrays and exception texts; the judge
+compares them with PyTorch, decides pass or fail and, when every student process
+is gone, writes grades.json (atomically) from its own data. A test's calls have a
+hard wall-clock limit (``--timeout``, 30 s) after which the whole process group is
+killed; a crash, a kill, an exit or a hang costs that exercise's points only, and
+the command exits with 1 when an exercise could not be judged.
+
+The rule for solutions (checked for every exercise; a test that breaks it earns no
+points): an exercise's code may use NumPy, the standard library and the rest of
+minitorch_attn, but not PyTorch, the grader, or another backend. Precisely, while
+exercise X is graded, no function of a module whose name starts with ``torch``,
+``minitorch_attn.grading``, ``minitorch_attn.backends.numba`` or
+``minitorch_attn.backends.cuda`` (except X's own backend: Numba for 9.1, CUDA for 9.2)
+may run when X's exercise function (or a function defined inside it) called it,
+directly or through other functions; what the stand-ins of other exercises do
+does not count. The judge also reads X's function, and the functions of its module
+it calls, before anything runs: they may not import or name such a module, nor
+pick such a backend by name (``kernels("numba")``).
 """
 from __future__ import annotations
 
@@ -14,6 +36,7 @@ import sys
 import tempfile
 
 _ROOT = pathlib.Path(__file__).resolve().parents[2]
+_JUDGE = pathlib.Path(__file__).resolve().parent  # run as a folder: see __main__.py
 
 
 class Grades(dict):
@@ -39,14 +62,13 @@ class Grades(dict):
 def grade(*selection, timeout=None, show=True) -> Grades:
     """Grade exercises by id ("2.1") or lesson (2); with no argument, every exercise.
 
-    Runs ``python -m minitorch_attn.grading`` in a new process: the code you saved
-    is what gets graded, and a crash or endless loop cannot take this kernel down.
+    Runs the judge in a new process: the code you saved is what gets graded, and a
+    crash or endless loop cannot take this kernel down.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     with tempfile.TemporaryDirectory() as scratch:
         output = pathlib.Path(scratch) / "grades.json"
-        command = [sys.executable, "-m", "minitorch_attn.grading", "--json", str(output), "--quiet"]
+        command = [sys.executable, str(_JUDGE), "--json", str(output), "--quiet"]
         command += ["--timeout", str(timeout)] if timeout else []
         done = subprocess.run(command + [str(s) for s in selection], env=env, cwd=_ROOT,
                               capture_output=True, text=True)

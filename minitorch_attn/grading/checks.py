@@ -1,9 +1,15 @@
-"""Assertions for the graded tests: each failure is ONE line that tells a student what to look at."""
+"""Assertions for the graded tests: each failure is ONE line that tells a student what to look at.
+
+The ``expect_*`` checks and :func:`torch_gradients` run in the judge on the plain
+data that came back from the student's process; :func:`our_gradients` runs in the
+student's process (it drives the package's autograd).
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from ..testing import TOLERANCE, first_difference, rel_error
+from .wire import type_name
 
 
 class GradingFailure(AssertionError):
@@ -19,7 +25,7 @@ def expect_values(result, names, function):
     """``result`` unpacked into ``len(names)`` values, or a failure naming what ``function`` should return."""
     expected = f"({', '.join(names)})"
     if not isinstance(result, (tuple, list)):
-        raise GradingFailure(f"{function} returned a {type(result).__name__}, expected a tuple {expected}")
+        raise GradingFailure(f"{function} returned a {type_name(result)}, expected a tuple {expected}")
     if len(result) != len(names):
         raise GradingFailure(f"{function} returned {len(result)} values, expected {len(names)}: {expected}")
     return tuple(result)
@@ -36,7 +42,7 @@ def expect_array(actual, expected, name, case="", *, tol=None):
     if actual is None:
         raise GradingFailure(f"{where}{name} is None, expected an array of shape {expected.shape}")
     if not isinstance(actual, np.ndarray):
-        raise GradingFailure(f"{where}{name} is a {type(actual).__name__}, expected a numpy array "
+        raise GradingFailure(f"{where}{name} is a {type_name(actual)}, expected a numpy array "
                              f"of shape {expected.shape}")
     if actual.shape != expected.shape:
         raise GradingFailure(f"{where}{name} has shape {actual.shape}, expected {expected.shape}")
@@ -56,7 +62,7 @@ def expect_array(actual, expected, name, case="", *, tol=None):
 def expect_none(actual, name, case="", reason=""):
     if actual is not None:
         where = f"{case}: " if case else ""
-        raise GradingFailure(f"{where}{name} should be None{reason}, got {type(actual).__name__}")
+        raise GradingFailure(f"{where}{name} should be None{reason}, got {type_name(actual)}")
 
 
 def torch_gradients(function, arrays, upstream):

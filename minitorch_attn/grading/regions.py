@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
+import pathlib
 import re
+
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
+_DECORATOR = re.compile(r"""^[ \t]*@exercise\(\s*["']([^"']+)["']""", re.MULTILINE)
 
 # Built from parts so that this file's own lines never look like a marker.
 _MARKER = re.compile(r"^(?P<indent>[ \t]*)# (?P<kind>BEGIN|END) " + "SOLUTION" + r"[ \t]*$")
@@ -178,3 +183,26 @@ def strip_instructor_only(text: str, filename: str = "<text>") -> str:
         raise RegionError(f"{filename}:{open_line + 1}: BEGIN INSTRUCTOR ONLY is never closed")
     return "".join(kept)
 
+
+
+@functools.cache
+def exercise_files() -> dict[str, tuple[str, pathlib.Path]]:
+    """``{exercise id: (module, file)}`` found in this edition's package source (once per process).
+
+    A text search, not a parse: a module with a syntax error is still found, and
+    importing it then reports the error where the student can read it.
+    """
+    found = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        if path.parent.name == "grading":
+            continue
+        parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for exercise_id in _DECORATOR.findall(path.read_text(encoding="utf-8")):
+            found[exercise_id] = (module, path)
+    return found
+
+
+def exercise_modules() -> dict[str, str]:
+    """``{exercise id: module}``, see :func:`exercise_files`."""
+    return {exercise_id: module for exercise_id, (module, _) in exercise_files().items()}

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import pathlib
+import tempfile
 
 
 def exercise_key(exercise_id: str):
@@ -17,7 +21,7 @@ class GradedOutcome:
     passed: bool
     message: str = ""
     exception: str = ""
-    cudasim: bool = False  # runs under the CUDA simulator (in a process of its own unless this one has it)
+    error: bool = False  # not graded: the student's process crashed, was killed, exited or could not import
 
 
 @dataclasses.dataclass
@@ -37,7 +41,8 @@ class Report:
                 "task": self.tasks.get(exercise_id, ""),
                 "earned": sum(t.points for t in tests if t.passed),
                 "possible": sum(t.points for t in tests),
-                "status": "passed" if tests and not failed else "failed",
+                "status": ("error" if any(t.error for t in tests) else "failed" if failed or not tests
+                           else "passed"),
                 "message": (f"{failed[0].name}: {failed[0].message}" if failed
                             else "" if tests else "no graded tests"),
                 "tests": [dataclasses.asdict(t) for t in tests],
@@ -51,6 +56,22 @@ class Report:
     @property
     def possible(self) -> int:
         return sum(t.points for t in self.tests)
+
+    @property
+    def complete(self) -> bool:
+        """Every selected exercise was judged: no crash, kill, exit, import failure or other problem."""
+        return not self.problems and not any(t.error for t in self.tests)
+
+    def write_json(self, path) -> dict:
+        """Write grades.json atomically (a reader sees the old file or the new one); returns what was written."""
+        data = self.to_json()
+        path = pathlib.Path(path)
+        handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        os.chmod(scratch, 0o644)
+        os.replace(scratch, path)
+        return data
 
     def to_json(self) -> dict:
         return {"exercises": self.exercises(), "total": {"earned": self.earned, "possible": self.possible},

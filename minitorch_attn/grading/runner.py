@@ -1,34 +1,36 @@
-"""Run the graded tests (tests/graded) with pytest and turn the outcomes into a score report.
+"""The judge: run the graded tests (tests/graded) with pytest, one student process per exercise, and score them.
 
-Each graded test carries ``@pytest.mark.exercise("2.1", points=3)``. A test earns
-its points when it passes; an exercise's score is the sum over its tests. A
-failure becomes one line (the assertion's message, "not implemented yet", a
-timeout, or the exception and the line of the package that raised it).
+Each graded test carries ``@pytest.mark.exercise("2.1", points=3)`` and takes the
+``student`` fixture: ``student(function, *arrays)`` runs ``function`` (a function
+of the test file) in the exercise's student process and returns plain data. The
+test then compares it, here, with what PyTorch computes. A test earns its points
+when it passes; an exercise's score is the sum over its tests. A failure becomes
+one line (the check's message, "not implemented yet", what killed the process,
+or the exception and the line of the package that raised it).
 
-Tests marked ``cudasim`` need ``NUMBA_ENABLE_CUDASIM=1`` before numba is first
-imported; when this process lacks it they run in a child process that has it.
+When run by ``python minitorch_attn/grading`` (``make grade``, ``grade()``), this
+process never imports the student's package: only ``minitorch_attn/grading`` and
+``minitorch_attn/testing.py`` (the comparison rule) are loaded (see ``__main__``).
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import json
-import os
 import pathlib
-import subprocess
-import sys
-import tempfile
+import time
 
 import pytest
 
-from ..exercise import REGISTRY, overridden
-from .isolation import load_exercises
+from . import leaks
+from .regions import exercise_files, exercise_functions
 from .report import GradedOutcome, Report, exercise_key
+from .student import RuleBroken, StudentError, StudentGone, StudentProcess
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
 ROOT = PACKAGE_DIR.parent
 GRADED_TESTS = ROOT / "tests" / "graded"
 DEFAULT_TIMEOUT = 30  # seconds per test: generous for numba's first compile, short for an endless loop
+
 
 
 def selects(exercise_id: str, selection) -> bool:
@@ -49,67 +51,138 @@ def exercise_marker(item):
     return exercise_id, points
 
 
-def _origin(excinfo) -> str:
-    """``"numpy_backend.py:123 in linear_backward"``: the deepest frame in the package outside the grader."""
-    entries = list(excinfo.traceback)
-    ours = [e for e in entries if str(e.path).startswith(str(PACKAGE_DIR))
-            and not str(e.path).startswith(str(PACKAGE_DIR / "grading"))]
-    entry = (ours or entries)[-1]
-    return f"{pathlib.Path(str(entry.path)).name}:{entry.lineno + 1} in {entry.name}"
+def source_problems(root=ROOT) -> dict[str, str]:
+    """``{file: "SyntaxError at file:line: message"}`` for every package file that does not compile (nothing runs)."""
+    found = {}
+    for path in sorted((pathlib.Path(root) / "minitorch_attn").rglob("*.py")):
+        shown = path.relative_to(root).as_posix()
+        try:
+            compile(path.read_bytes(), shown, "exec", dont_inherit=True)
+        except SyntaxError as error:
+            found[shown] = f"{type(error).__name__} at {shown}:{error.lineno}: {error.msg}"
+    return found
 
 
-def failure_line(excinfo, exercise_id: str, timeout: float) -> str:
+def exercise_tasks() -> dict[str, str]:
+    """``{id: task}`` read from the source (a file that does not parse gives no task text)."""
+    tasks = {}
+    for exercise_id, (_, path) in exercise_files().items():
+        with contextlib.suppress(SyntaxError):
+            tasks.update({f.id: f.task for f in exercise_functions(path.read_text("utf-8"), str(path))})
+        tasks.setdefault(exercise_id, "")
+    return tasks
+
+
+def rule_problem(exercise_id: str) -> str | None:
+    """The static half of the leak rule for exercise ``exercise_id`` (``None``: nothing found)."""
+    module, path = exercise_files()[exercise_id]
+    source = path.read_text("utf-8")
+    try:
+        name = next(f.name for f in exercise_functions(source, str(path)) if f.id == exercise_id)
+        found = leaks.static_leaks(source, str(path), module, name, is_package=path.name == "__init__.py")
+    except SyntaxError:
+        return None  # reported as a syntax error
+    if not found:
+        return None
+    return f"not allowed: {'; '.join(found)} (an exercise may not use another backend, the grader or PyTorch)"
+
+
+def failure_line(error, exercise_id: str, excinfo=None) -> str:
     """The one line the score table shows for a failed test."""
-    error = excinfo.value
+    if isinstance(error, StudentError):
+        if error.type_name == "NotImplementedError":
+            own = error.message.startswith(f"Exercise {exercise_id}:")
+            return "not implemented yet" if own else f"NotImplementedError: {error.message}"
+        if error.type_name == "GradingFailure":  # a graded check that ran in the student's process
+            return error.message
+        return f"{error.type_name}: {error.message}" + (f" ({error.where})" if error.where else "")
     first = (str(error).strip().splitlines() or [""])[0]
-    if isinstance(error, NotImplementedError):
-        own = first.startswith(f"Exercise {exercise_id}:")
-        return "not implemented yet" if own else f"NotImplementedError: {first}"
-    if isinstance(error, pytest.fail.Exception) and first.startswith("Timeout"):
-        return f"stopped after {timeout:g} s: an endless loop, or far too slow?"
+    if isinstance(error, (StudentGone, RuleBroken)):
+        return first
     if isinstance(error, (AssertionError, pytest.fail.Exception)) and first:  # the graded checks' one line
         return first
-    if isinstance(error, SyntaxError):  # its message already names the file and line
-        return f"{type(error).__name__}: {first}"
-    return f"{type(error).__name__}: {first} ({_origin(excinfo)})"
+    where = ""
+    if excinfo is not None:
+        entry = list(excinfo.traceback)[-1]
+        where = f" ({pathlib.Path(str(entry.path)).name}:{entry.lineno + 1} in {entry.name})"
+    return f"{type(error).__name__}: {first}{where}"
 
 
-class _Collector:
-    """A pytest plugin object: selects graded items, records outcomes and one-line failures."""
+class _Call:
+    """What a graded test calls ``student``: runs a function of the test file in the student's process."""
 
-    def __init__(self, selection, timeout, cudasim_here, cudasim_only):
-        self.selection, self.timeout = selection, timeout
-        self.cudasim_here, self.cudasim_only = cudasim_here, cudasim_only
+    def __init__(self, process: StudentProcess, timeout: float):
+        self.process, self.deadline = process, time.monotonic() + timeout
+
+    def __call__(self, function, *args, **kwargs):
+        return self.process.call(function, args, kwargs, self.deadline)
+
+
+class Judge:
+    """A pytest plugin: selects graded items, keeps one student process at a time, records outcomes."""
+
+    def __init__(self, selection, timeout, replace=None, root=ROOT, pool=None):
+        self.selection, self.timeout, self.replace, self.root = selection, timeout, replace or {}, root
+        self.pool = pool  # {(exercise id, cudasim): live process} kept for the next run, or None
         self.outcomes: dict[str, GradedOutcome] = {}
-        self.deferred: list[str] = []  # ids whose cudasim tests must run in a child process
         self.problems: list[str] = []
-        self.timed_out: set[str] = set()
+        self.gone: dict[str, str] = {}  # exercise id -> why its tests cannot run
+        self.current: tuple[str, StudentProcess, bool] | None = None
+        self.broken_files = source_problems(root)
+
+    # -- the fixture's side --------------------------------------------------
+    def student(self, exercise_id: str, cudasim: bool) -> _Call:
+        if exercise_id in self.gone:
+            raise StudentGone(self.gone[exercise_id])
+        if self.current and self.current[0] != exercise_id:
+            self.close()
+        if self.current is None:
+            module, path = exercise_files()[exercise_id]
+            shown = path.relative_to(self.root).as_posix()
+            if shown in self.broken_files:
+                raise StudentGone(self.broken_files[shown])
+            problem = rule_problem(exercise_id) if exercise_id not in self.replace else None
+            if problem:
+                raise RuleBroken(problem)
+            kept = self.pool.pop((exercise_id, cudasim), None) if self.pool is not None else None
+            if kept is not None:
+                kept.reset(self.replace.get(exercise_id))
+                process = kept
+            else:
+                process = StudentProcess(exercise_id, timeout=self.timeout, cudasim=cudasim,
+                                         replace=self.replace.get(exercise_id), root=self.root)
+            if process.import_error:
+                error = process.import_error
+                raise StudentGone(f"could not import the package: {error['type']}: {error['message']}"
+                                  + (f" ({error['where']})" if error["where"] else ""))
+            self.current = (exercise_id, process, cudasim)
+        return _Call(self.current[1], self.timeout)
+
+    def close(self):
+        if self.current:
+            exercise_id, process, cudasim = self.current
+            if self.pool is not None and not process.gone and exercise_id not in self.gone:
+                self.pool[exercise_id, cudasim] = process
+            else:
+                process.close()
+            self.current = None
+
+    # -- pytest hooks ---------------------------------------------------------
+    def pytest_configure(self, config):
+        config.stash[JUDGE] = self
 
     def pytest_collection_modifyitems(self, config, items):
         keep, drop = [], []
         for item in items:
             marker = exercise_marker(item)
-            chosen = marker is not None and selects(marker[0], self.selection)
-            simulated = item.get_closest_marker("cudasim") is not None
-            if chosen and simulated and not self.cudasim_here:
-                self.deferred.append(marker[0])
-                chosen = False
-            if chosen and self.cudasim_only and not simulated:
-                chosen = False
-            (keep if chosen else drop).append(item)
+            (keep if marker is not None and selects(marker[0], self.selection) else drop).append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
+        keep.sort(key=lambda item: exercise_key(exercise_marker(item)[0]))  # one process per exercise, in turn
         items[:] = keep
         for item in keep:
             exercise_id, points = exercise_marker(item)
-            simulated = item.get_closest_marker("cudasim") is not None
-            self.outcomes[item.nodeid] = GradedOutcome(item.name, exercise_id, points, False, cudasim=simulated)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item):
-        exercise_id = exercise_marker(item)[0]
-        if exercise_id in self.timed_out:
-            pytest.fail(f"not run: an earlier test of exercise {exercise_id} was stopped after {self.timeout:g} s")
+            self.outcomes[item.nodeid] = GradedOutcome(item.name, exercise_id, points, False)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -121,15 +194,26 @@ class _Collector:
             outcome.passed = True
         if report.failed and call.excinfo is not None and not outcome.message:
             outcome.passed = False
-            outcome.message = failure_line(call.excinfo, outcome.exercise, self.timeout)
-            outcome.exception = type(call.excinfo.value).__name__
-            if outcome.message.startswith("stopped after"):
-                self.timed_out.add(outcome.exercise)
+            error = call.excinfo.value
+            outcome.message = failure_line(error, outcome.exercise, call.excinfo)
+            outcome.exception = error.type_name if isinstance(error, StudentError) else type(error).__name__
+            if isinstance(error, StudentGone):
+                outcome.error = True
+                if outcome.exercise not in self.gone:  # the first test that met it: the rest are not run
+                    self.gone[outcome.exercise] = f"not run: {outcome.message}"
+                    self.close()
 
     def pytest_collectreport(self, report):
         if report.failed:
             lines = [line for line in str(report.longrepr).splitlines() if line.strip()]
             self.problems.append(f"could not collect {report.nodeid}: {lines[-1].strip() if lines else ''}")
+
+    def pytest_sessionfinish(self):
+        self.close()
+
+
+#: Where the graded tests' ``student`` fixture finds the judge (absent: not run by the grader).
+JUDGE = pytest.StashKey[Judge]()
 
 
 def _graded_files(tests_dir: pathlib.Path, selection) -> list[str]:
@@ -142,65 +226,48 @@ def _graded_files(tests_dir: pathlib.Path, selection) -> list[str]:
     return files or [str(tests_dir)]
 
 
-def _pytest_arguments(tests_dir: pathlib.Path, selection, timeout: float, stop_early: bool,
-                      collect_only: bool) -> list[str]:
+def _pytest_arguments(tests_dir: pathlib.Path, selection, stop_early: bool, collect_only: bool) -> list[str]:
     root = tests_dir.resolve().parents[1]
     return _graded_files(tests_dir, selection) + [
-        "--rootdir", str(root), "-c", str(root / "pyproject.toml"), "-p", "no:cacheprovider",
-        "-q", "--tb=no", "-rN", "--no-header", f"--timeout={timeout}"] + (
+        "--rootdir", str(root), "-c", str(root / "pyproject.toml"), "--confcutdir", str(tests_dir),
+        "-p", "no:cacheprovider", "-q", "--tb=no", "-rN", "--no-header"] + (
         ["-x"] if stop_early else []) + (["--collect-only"] if collect_only else [])
 
 
-def _run_child_with_simulator(selection, tests_dir, timeout) -> Report:
-    """Run the selected cudasim tests in a child process that has NUMBA_ENABLE_CUDASIM=1."""
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    # The child must import this very edition of the package, not some installed one.
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    with tempfile.TemporaryDirectory() as scratch:
-        output = pathlib.Path(scratch) / "grades.json"
-        command = [sys.executable, "-m", "minitorch_attn.grading", "--cudasim-only", "--quiet",
-                   "--json", str(output), "--tests", str(tests_dir), "--timeout", str(timeout), *selection]
-        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
-        if not output.exists():
-            tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
-            return Report([], {}, [f"the CUDA simulator run failed (exit {done.returncode}): {' | '.join(tail)}"])
-        return Report.from_json(json.loads(output.read_text()))
+def run(selection=(), *, tests_dir=None, timeout=DEFAULT_TIMEOUT, replace=None, stop_early=False,
+        collect_only=False, pool=None) -> Report:
+    """Grade ``selection`` (exercise ids or lesson numbers; empty: all); this process only judges.
 
-
-def run(selection=(), *, tests_dir=None, timeout=DEFAULT_TIMEOUT, overrides=None, cudasim_only=False,
-        stop_early=False, collect_only=False) -> Report:
-    """Run the graded tests of ``selection`` (exercise ids or lesson numbers; empty: all) in this process.
-
-    ``overrides`` (``{id: function}``) replaces exercises for the run: the mutation
-    tests plant mistakes this way. ``stop_early`` stops at the first failure (the
-    tests after it are reported as not passed), enough to know a mistake is caught.
-    ``collect_only`` runs nothing: the report lists every graded test, none passed
-    (the points possible, cheaply).
+    ``replace`` (``{id: "trusted"}`` or ``{id: [(old, new), ...]}``) runs the
+    trusted stand-in, or the solution region with those edits, instead of the
+    package's exercise: the grader's own tests and planted mistakes use it.
+    ``stop_early`` stops at the first failure (the tests after it are reported
+    as not passed), enough to know a mistake is caught. ``collect_only`` runs
+    nothing: the report lists every graded test, none passed (the points possible).
+    ``pool`` (a dict the caller closes with :func:`close_pool`) keeps the student
+    processes for the next run, which then only swaps the exercise's version.
     """
     tests_dir = pathlib.Path(tests_dir or GRADED_TESTS)
     selection = [str(s) for s in selection]
-    # A module that does not import (a student's syntax error) is reported; its tests fail on the error.
-    problems = [f"{module} does not import: {type(error).__name__}: {error}"
-                for module, error in load_exercises().items()]
-    # Collecting runs nothing, so the simulator's tests can be listed here too.
-    cudasim_here = collect_only or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-    collector = _Collector(selection, timeout, cudasim_here, cudasim_only)
+    judge = Judge(selection, timeout, replace, pool=pool)
     output = io.StringIO()
-    with overridden(overrides or {}), contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-        arguments = _pytest_arguments(tests_dir, selection, timeout, stop_early, collect_only)
-        code = pytest.main(arguments, plugins=[collector])
-    tasks = {i: e.task for i, e in REGISTRY.items() if selects(i, selection)}
-    report = Report(list(collector.outcomes.values()), {} if cudasim_only else tasks, problems + collector.problems)
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            code = pytest.main(_pytest_arguments(tests_dir, selection, stop_early, collect_only),
+                               plugins=[judge])
+    finally:
+        judge.close()
+    tasks = {i: t for i, t in exercise_tasks().items() if selects(i, selection)}
+    problems = [] if collect_only else list(judge.broken_files.values())
+    report = Report(list(judge.outcomes.values()), tasks, problems + judge.problems)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED) \
             and not report.problems:
         tail = output.getvalue().strip().splitlines()[-3:]
         report.problems.append(f"pytest stopped (exit {int(code)}): {' | '.join(tail)}")
-    deferred = sorted(set(collector.deferred), key=exercise_key)
-    if deferred:
-        if overrides and set(overrides) & set(deferred):
-            raise ValueError(f"overrides for {sorted(set(overrides) & set(deferred))} cannot reach the CUDA "
-                             "simulator's child process: run with NUMBA_ENABLE_CUDASIM=1")
-        child = _run_child_with_simulator(deferred, tests_dir, timeout)
-        report.tests += child.tests
-        report.problems += child.problems
     return report
+
+
+def close_pool(pool: dict) -> None:
+    """End the student processes that :func:`run` kept in ``pool``."""
+    while pool:
+        pool.popitem()[1].close()

@@ -2,9 +2,7 @@
 import numpy as np
 import pytest
 
-from minitorch_attn import ops
-from minitorch_attn.backends import kernels
-from minitorch_attn.grading.checks import describe, expect_array, our_gradients, torch_gradients
+from minitorch_attn.grading.checks import describe, expect_array, torch_gradients
 
 # Odd sizes, a batch of one, a 1×1 plane, H != W (catches H and W swapped).
 SHAPES = [(2, 3, 5, 4), (1, 1, 1, 1), (3, 5, 7, 3), (1, 4, 1, 6)]
@@ -20,20 +18,48 @@ def cases(seed, integer_valued=False):
             yield x.astype(dtype), rng.standard_normal(shape[:2]).astype(dtype)
 
 
+# -- run in the student's process ----------------------------------------------
+def avg_pool_backward(grad, shape):
+    from minitorch_attn.backends import kernels
+
+    return kernels("numpy").global_avg_pool_backward(grad, shape)
+
+
+def avg_pooled_twice_gradient(x, grad, case):
+    # x feeds two poolings: the engine adds their gradients, so the kernel must return a writable array.
+    from minitorch_attn import ops
+    from minitorch_attn.grading.checks import our_gradients
+
+    return our_gradients(lambda t: ops.add(ops.global_avg_pool(t), ops.global_avg_pool(t)), [x], grad, case)
+
+
+def max_pool_backward(x, grad):
+    from minitorch_attn.backends import kernels
+
+    _, index = kernels("numpy").global_max_pool_forward(x)
+    return kernels("numpy").global_max_pool_backward(grad, index, x.shape)
+
+
+def max_pool_gradient(x, grad, case):
+    from minitorch_attn import ops
+    from minitorch_attn.grading.checks import our_gradients
+
+    return our_gradients(ops.global_max_pool, [x], grad, case)
+
+
+# -- the graded tests ----------------------------------------------------------
 @pytest.mark.exercise("1.1", points=2)
-def test_global_avg_pool_backward_matches_torch():
+def test_global_avg_pool_backward_matches_torch(student):
     for x, grad in cases(11):
-        dx = kernels("numpy").global_avg_pool_backward(grad, x.shape)
+        dx = student(avg_pool_backward, grad, x.shape)
         _, (expected,) = torch_gradients(lambda t: t.mean(dim=(2, 3)), [x], grad)
         expect_array(dx, expected, "dx", describe(x=x))
 
 
 @pytest.mark.exercise("1.1", points=1)
-def test_global_avg_pool_gradient_through_autograd():
-    # x feeds two poolings: the engine adds their gradients, so the kernel must return a writable array.
+def test_global_avg_pool_gradient_through_autograd(student):
     for x, grad in cases(12):
-        _, (dx,) = our_gradients(lambda t: ops.add(ops.global_avg_pool(t), ops.global_avg_pool(t)),
-                                 [x], grad, describe(x=x))
+        _, (dx,) = student(avg_pooled_twice_gradient, x, grad, describe(x=x))
         _, (expected,) = torch_gradients(lambda t: 2 * t.mean(dim=(2, 3)), [x], grad)
         expect_array(dx, expected, "x.grad", describe(x=x))
 
@@ -44,17 +70,16 @@ def _torch_global_max(t):
 
 
 @pytest.mark.exercise("1.2", points=1)
-def test_global_max_pool_backward_matches_torch():
+def test_global_max_pool_backward_matches_torch(student):
     for x, grad in cases(13):
-        _, index = kernels("numpy").global_max_pool_forward(x)
-        dx = kernels("numpy").global_max_pool_backward(grad, index, x.shape)
+        dx = student(max_pool_backward, x, grad)
         _, (expected,) = torch_gradients(_torch_global_max, [x], grad)
         expect_array(dx, expected, "dx", describe(x=x))
 
 
 @pytest.mark.exercise("1.2", points=2)
-def test_global_max_pool_ties_go_to_the_first_maximum():
+def test_global_max_pool_ties_go_to_the_first_maximum(student):
     for x, grad in cases(14, integer_valued=True):
-        _, (dx,) = our_gradients(ops.global_max_pool, [x], grad, describe(x=x))
+        _, (dx,) = student(max_pool_gradient, x, grad, describe(x=x))
         _, (expected,) = torch_gradients(_torch_global_max, [x], grad)
         expect_array(dx, expected, "x.grad (tied maxima)", describe(x=x))

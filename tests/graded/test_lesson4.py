@@ -5,11 +5,6 @@ import torch
 import torch.nn.functional as F
 
 from minitorch_attn.grading.checks import describe, expect_array, torch_gradients
-from minitorch_attn.tensor import Tensor
-
-
-def torch_params(module):
-    return {name: torch.tensor(p.data) for name, p in module.named_parameters()}
 
 
 def torch_cbam(x, p, arrangement, spatial, eps):
@@ -38,43 +33,51 @@ def torch_cbam(x, p, arrangement, spatial, eps):
     return refined * torch.sigmoid(second(refined))
 
 
-def check_cbam(seed, arrangement, spatial=True, shapes=((2, 8, 6, 5), (1, 6, 7, 7)), reduction=2):
+def cbam_block(seed, arrangement, spatial, reduction, x, grad):
+    """Run in the student's process: a seeded CBAM's output, x.grad, parameters and BatchNorm eps."""
     from minitorch_attn import nn
+    from minitorch_attn.tensor import Tensor
 
+    nn.manual_seed(seed)
+    module = nn.CBAM(x.shape[1], reduction, arrangement=arrangement, no_spatial=not spatial, kernel_size=7)
+    module = module.double() if x.dtype == np.float64 else module.float()
+    ours = Tensor(x.copy(), requires_grad=True)
+    out = module(ours)
+    out.backward(grad)
+    parameters = {name: p.data for name, p in module.named_parameters()}
+    return out.numpy(), ours.grad, parameters, module.spatial_gate.bn.eps if spatial else None
+
+
+def check_cbam(student, seed, arrangement, spatial=True, shapes=((2, 8, 6, 5), (1, 6, 7, 7)), reduction=2):
     rng = np.random.default_rng(seed)
     for shape in shapes:
         for dtype in (np.float64, np.float32):
-            nn.manual_seed(seed)
-            module = nn.CBAM(shape[1], reduction, arrangement=arrangement, no_spatial=not spatial, kernel_size=7)
-            module = module.double() if dtype == np.float64 else module.float()
             x = (rng.standard_normal(shape) * 2).astype(dtype)
             grad = rng.standard_normal(shape).astype(dtype)
-            ours = Tensor(x.copy(), requires_grad=True)
-            out = module(ours)
-            out.backward(grad)
-            eps = module.spatial_gate.bn.eps if spatial else None
-            expected_out, (expected_dx,) = torch_gradients(
-                lambda t: torch_cbam(t, torch_params(module), arrangement, spatial, eps), [x], grad)
+            out, dx, parameters, eps = student(cbam_block, seed, arrangement, spatial, reduction, x, grad)
             case = describe(x=x) + f", arrangement {arrangement!r}" + ("" if spatial else ", no spatial gate")
-            expect_array(out.numpy(), expected_out, "the output", case)
-            expect_array(ours.grad, expected_dx, "x.grad", case)
+            params = {name: torch.tensor(value) for name, value in parameters.items()}
+            expected_out, (expected_dx,) = torch_gradients(
+                lambda t: torch_cbam(t, params, arrangement, spatial, eps), [x], grad)
+            expect_array(out, expected_out, "the output", case)
+            expect_array(dx, expected_dx, "x.grad", case)
 
 
 @pytest.mark.exercise("4.1", points=2)
-def test_cbam_channel_then_spatial():
-    check_cbam(43, "channel-spatial")
+def test_cbam_channel_then_spatial(student):
+    check_cbam(student, 43, "channel-spatial")
 
 
 @pytest.mark.exercise("4.1", points=1)
-def test_cbam_spatial_then_channel():
-    check_cbam(44, "spatial-channel")
+def test_cbam_spatial_then_channel(student):
+    check_cbam(student, 44, "spatial-channel")
 
 
 @pytest.mark.exercise("4.1", points=1)
-def test_cbam_parallel():
-    check_cbam(45, "parallel")
+def test_cbam_parallel(student):
+    check_cbam(student, 45, "parallel")
 
 
 @pytest.mark.exercise("4.1", points=1)
-def test_cbam_without_spatial_gate():
-    check_cbam(46, "channel-spatial", spatial=False)
+def test_cbam_without_spatial_gate(student):
+    check_cbam(student, 46, "channel-spatial", spatial=False)

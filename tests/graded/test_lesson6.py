@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minitorch_attn.grading.checks import describe, expect_array, our_gradients, torch_gradients
+from minitorch_attn.grading.checks import describe, expect_array, torch_gradients
 
 
 def branch_case(rng, n, channels, hidden, size, dilated_convs, dtype):
@@ -32,26 +32,35 @@ def torch_branch(dilation, placement, eps):
     return branch
 
 
-def check_branch(seed, placement, cases):
+def branch_gradients(x, params, grad, placement, dilation, case):
+    """Run in the student's process: the branch's logit and gradients, with fresh BatchNorm2d layers."""
+    from minitorch_attn.grading.checks import our_gradients
     from minitorch_attn.nn.bam import bam_spatial_logit
     from minitorch_attn.nn.layers import BatchNorm2d
 
+    count, hidden = len(params) // 2, params[0].shape[0]
+
+    def norm(features):
+        layer = BatchNorm2d(features)
+        return layer.double() if x.dtype == np.float64 else layer.float()
+
+    norms = ([norm(hidden) for _ in range(count - 1)] + [None] if placement == "official"
+             else [None] * (count - 1) + [norm(1)])
+
+    def ours(x, *params):
+        return bam_spatial_logit(x, list(zip(params[::2], params[1::2])), norms, dilation)
+
+    return our_gradients(ours, [x] + list(params), grad, case)
+
+
+def check_branch(student, seed, placement, cases):
     rng = np.random.default_rng(seed)
     for n, channels, hidden, size, dilated_convs, dilation in cases:
         for dtype in (np.float64, np.float32):
             x, params, grad = branch_case(rng, n, channels, hidden, size, dilated_convs, dtype)
             count = dilated_convs + 2
-            def norm(features):
-                layer = BatchNorm2d(features)
-                return layer.double() if dtype == np.float64 else layer.float()
-            norms = ([norm(hidden) for _ in range(count - 1)] + [None] if placement == "official"
-                     else [None] * (count - 1) + [norm(1)])
-
-            def ours(x, *params):
-                return bam_spatial_logit(x, list(zip(params[::2], params[1::2])), norms, dilation)
-
             case = describe(x=x) + f", {dilated_convs} dilated conv(s), dilation {dilation}, {placement} BN placement"
-            out, grads = our_gradients(ours, [x] + params, grad, case)
+            out, grads = student(branch_gradients, x, params, grad, placement, dilation, case)
             expected_out, expected = torch_gradients(torch_branch(dilation, placement, 1e-5), [x] + params, grad)
             expect_array(out, expected_out, "the logit", case)
             expect_array(grads[0], expected[0], "x.grad", case)
@@ -64,11 +73,11 @@ def check_branch(seed, placement, cases):
 
 
 @pytest.mark.exercise("6.1", points=3)
-def test_bam_spatial_branch_official():
+def test_bam_spatial_branch_official(student):
     # (N, C, C/r, (H, W), dilated convs, dilation): the official layout (2 convs, dilation 4), odd sizes.
-    check_branch(61, "official", [(2, 8, 2, (9, 7), 2, 4), (1, 6, 3, (5, 6), 1, 2)])
+    check_branch(student, 61, "official", [(2, 8, 2, (9, 7), 2, 4), (1, 6, 3, (5, 6), 1, 2)])
 
 
 @pytest.mark.exercise("6.1", points=2)
-def test_bam_spatial_branch_paper_and_no_dilated_conv():
-    check_branch(62, "paper", [(2, 4, 2, (6, 5), 2, 3), (3, 4, 2, (4, 4), 0, 4)])
+def test_bam_spatial_branch_paper_and_no_dilated_conv(student):
+    check_branch(student, 62, "paper", [(2, 4, 2, (6, 5), 2, 3), (3, 4, 2, (4, 4), 0, 4)])

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from minitorch_attn.backends import kernels
-from minitorch_attn.grading.checks import describe, expect_array, expect_values, our_gradients, torch_gradients
+from minitorch_attn.grading.checks import describe, expect_array, expect_values, torch_gradients
 
 
 def gate_cases(seed, logit_scale=1.0, integer_valued=False):
@@ -24,11 +23,37 @@ def torch_residual_gate(x, channel_logit, spatial_logit):
     return x + x * torch.sigmoid(channel_logit[:, :, None, None] + spatial_logit)
 
 
+# -- run in the student's process ----------------------------------------------
+def residual_gate_backward(grad, x, channel_logit, spatial_logit):
+    from minitorch_attn.backends import kernels
+
+    return kernels("numpy").residual_gate_backward(grad, x, channel_logit, spatial_logit)
+
+
+def residual_gate_gradients(arrays, grad, case):
+    from minitorch_attn import ops
+    from minitorch_attn.grading.checks import our_gradients
+
+    return our_gradients(ops.residual_gate, arrays, grad, case)
+
+
+def fuse_gradients(arrays, grad, fusion, branches, case):
+    from minitorch_attn.grading.checks import our_gradients
+    from minitorch_attn.nn.bam import bam_fuse
+
+    def ours(x, *logits):
+        given = dict(zip(branches, logits))
+        return bam_fuse(x, given.get("channel"), given.get("spatial"), fusion)
+
+    return our_gradients(ours, arrays, grad, case)
+
+
+# -- the graded tests ----------------------------------------------------------
 @pytest.mark.exercise("7.1", points=2)
-def test_residual_gate_backward_matches_torch():
+def test_residual_gate_backward_matches_torch(student):
     for scale, seed in [(1.0, 71), (30.0, 72)]:
         for arrays, grad in gate_cases(seed, scale):
-            result = kernels("numpy").residual_gate_backward(grad, *arrays)
+            result = student(residual_gate_backward, grad, *arrays)
             grads = expect_values(result, ("dx", "dchannel_logit", "dspatial_logit"), "residual_gate_backward")
             _, expected = torch_gradients(torch_residual_gate, arrays, grad)
             case = describe(x=arrays[0]) + f", logits of scale {scale:g}"
@@ -37,12 +62,10 @@ def test_residual_gate_backward_matches_torch():
 
 
 @pytest.mark.exercise("7.1", points=1)
-def test_residual_gate_gradient_through_autograd():
-    from minitorch_attn import ops
-
+def test_residual_gate_gradient_through_autograd(student):
     for arrays, grad in gate_cases(73):
         case = describe(x=arrays[0]) + ", through ops.residual_gate"
-        _, grads = our_gradients(ops.residual_gate, arrays, grad, case)
+        _, grads = student(residual_gate_gradients, arrays, grad, case)
         _, expected = torch_gradients(torch_residual_gate, arrays, grad)
         for name, actual, wanted in zip(("x.grad", "channel_logit.grad", "spatial_logit.grad"), grads, expected):
             expect_array(actual, wanted, name, case)
@@ -66,21 +89,14 @@ def torch_fuse(fusion, branches):
     return fuse
 
 
-def check_fuse(seed, fusion, branches=("channel", "spatial"), integer_valued=False):
-    from minitorch_attn.nn.bam import bam_fuse
-
+def check_fuse(student, seed, fusion, branches=("channel", "spatial"), integer_valued=False):
     for (x, channel_logit, spatial_logit), grad in gate_cases(seed, integer_valued=integer_valued):
         chosen = {"channel": channel_logit, "spatial": spatial_logit}
         arrays = [x] + [chosen[b] for b in branches]
-
-        def ours(x, *logits):
-            given = dict(zip(branches, logits))
-            return bam_fuse(x, given.get("channel"), given.get("spatial"), fusion)
-
         case = describe(x=x) + f", fusion {fusion!r}, branches {'+'.join(branches)}"
         if integer_valued:
             case += " (tied logits)"
-        out, grads = our_gradients(ours, arrays, grad, case)
+        out, grads = student(fuse_gradients, arrays, grad, fusion, branches, case)
         expected_out, expected = torch_gradients(torch_fuse(fusion, branches), arrays, grad)
         expect_array(out, expected_out, "the output", case)
         names = ["x.grad"] + [f"{b}_logit.grad" for b in branches]
@@ -89,21 +105,21 @@ def check_fuse(seed, fusion, branches=("channel", "spatial"), integer_valued=Fal
 
 
 @pytest.mark.exercise("7.2", points=1)
-def test_bam_fuse_sum():
-    check_fuse(74, "sum")
+def test_bam_fuse_sum(student):
+    check_fuse(student, 74, "sum")
 
 
 @pytest.mark.exercise("7.2", points=1)
-def test_bam_fuse_product():
-    check_fuse(75, "product")
+def test_bam_fuse_product(student):
+    check_fuse(student, 75, "product")
 
 
 @pytest.mark.exercise("7.2", points=1)
-def test_bam_fuse_max_with_ties():
-    check_fuse(76, "max", integer_valued=True)
+def test_bam_fuse_max_with_ties(student):
+    check_fuse(student, 76, "max", integer_valued=True)
 
 
 @pytest.mark.exercise("7.2", points=1)
-def test_bam_fuse_single_branch():
-    check_fuse(77, "sum", branches=("channel",))
-    check_fuse(78, "sum", branches=("spatial",))
+def test_bam_fuse_single_branch(student):
+    check_fuse(student, 77, "sum", branches=("channel",))
+    check_fuse(student, 78, "sum", branches=("spatial",))
