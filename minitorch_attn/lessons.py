@@ -13,10 +13,12 @@ restart the kernel (or re-import) and the cell runs. In the instructor's edition
 ``ready`` returns True without printing anything.
 
 :func:`unfinished_exercise` does the same for an exception (the test suite turns such failures into skips).
+:func:`doc` shows a docstring in a lesson with its formulas typeset instead of raw Sphinx markup.
 """
 from __future__ import annotations
 
 import importlib
+import inspect
 import pathlib
 import re
 
@@ -114,3 +116,40 @@ def unfinished_exercise(error: BaseException) -> str | None:
                     return f"exercise {match['id']}"
         todo += [current.__cause__, current.__context__, *getattr(current, "exceptions", ())]
     return None
+
+
+_MATH_BLOCK = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<first>.*)\n(?P<rest>(?:(?P=indent)[ \t]+.*\n|[ \t]*\n)*)",
+                         re.MULTILINE)
+_ROLE = re.compile(r":(?:func|class|meth|data|mod|attr|obj):`~?(?P<name>[^`]+)`")
+
+
+def markdown_docstring(text: str) -> str:
+    """A docstring written for Sphinx (``:math:``, ``.. math::``, ``:func:``) as Markdown with ``$...$`` math."""
+    text = inspect.cleandoc(text) + "\n"
+
+    def block(match):
+        body = " ".join(line.strip() for line in [match["first"], *match["rest"].splitlines()] if line.strip())
+        return f"\n$$\n{body}\n$$\n\n"
+
+    text = _MATH_BLOCK.sub(block, text)
+    text = re.sub(r":math:`([^`]+)`", r"$\1$", text)
+    text = _ROLE.sub(lambda m: f"`{m['name']}`", text)
+    return text.replace("``", "`").strip()
+
+
+def doc(*objects) -> None:
+    """Show the docstrings of ``objects`` with their formulas typeset (in Jupyter), under each one's name."""
+    parts = []
+    for thing in objects:
+        name = getattr(thing, "__qualname__", None) or type(thing).__name__
+        parts.append(f"**`{name}`** — " + markdown_docstring(thing.__doc__ or "(no docstring)"))
+    text = "\n\n".join(parts)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Markdown(text))
+    else:
+        print(text)
