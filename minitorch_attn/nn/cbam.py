@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .. import ops
 from ..exercise import exercise
-from .layers import BatchNorm2d, Conv2d, Linear, check_input, check_positive_int
+from .layers import BatchNorm2d, Conv2d, Identity, Linear, check_input, check_positive_int
 from .module import Module
 
 POOL_TYPES = ("avg", "max", "lp", "lse")
@@ -84,6 +84,9 @@ class ChannelGate(Module):
         self.gate_channels, self.reduction_ratio, self.pool_types = gate_channels, reduction_ratio, pool_types
         self.fc0 = Linear(gate_channels, hidden)
         self.fc1 = Linear(hidden, gate_channels)
+        # Computes nothing: the logit passes through it so that a forward hook sees it
+        # (explain.capture_attention, models.model_report), whichever path of cbam_attention ran.
+        self.logit_out = Identity()
 
     def config(self):
         return dict(gate_channels=self.gate_channels, reduction_ratio=self.reduction_ratio,
@@ -99,8 +102,8 @@ class ChannelGate(Module):
     def logit(self, x):
         """(N, C, H, W) -> the channel-attention logit (N, C), before the sigmoid."""
         x = check_input(self, x, (4,), self.gate_channels)
-        return channel_attention_logit(self.descriptors(x), self.fc0.weight, self.fc0.bias,
-                                       self.fc1.weight, self.fc1.bias)
+        return self.logit_out(channel_attention_logit(self.descriptors(x), self.fc0.weight, self.fc0.bias,
+                                                      self.fc1.weight, self.fc1.bias))
 
     def forward(self, x):
         x = check_input(self, x, (4,), self.gate_channels)
@@ -181,6 +184,7 @@ class SpatialGate(Module):
         self.conv = Conv2d(2 if compress == "pool" else 1, 1, kernel_size, padding=(kernel_size - 1) // 2,
                            bias=False)
         self.bn = BatchNorm2d(1, momentum=0.01) if bn else None
+        self.logit_out = Identity()  # as ChannelGate's: a forward hook sees the logit here
 
     def config(self):
         return dict(kernel_size=self.kernel_size, compress=self.compress_mode, bn=self.bn is not None,
@@ -191,7 +195,7 @@ class SpatialGate(Module):
         return channel_pool(x) if self.compress_conv is None else self.compress_conv(x)
 
     def logit_of_compressed(self, compressed):
-        return spatial_attention_logit(compressed, self.conv.weight, self.bn)
+        return self.logit_out(spatial_attention_logit(compressed, self.conv.weight, self.bn))
 
     def logit(self, x):
         """(N, C, H, W) -> the spatial-attention logit (N, 1, H, W), before the sigmoid."""

@@ -90,7 +90,10 @@ class Module:
         self._buffers[name] = None if array is None else np.array(array)
 
     def register_forward_hook(self, hook):
-        """``hook(module, inputs, output)`` runs after every forward; returns a handle with ``remove()``."""
+        """``hook(module, inputs, output)`` runs after every forward; returns a handle with ``remove()``.
+
+        A hook that returns something other than None replaces the output, as in PyTorch.
+        """
         self._forward_hooks.append(hook)
         return _HookHandle(self._forward_hooks, hook)
 
@@ -215,7 +218,8 @@ class Module:
     def __call__(self, *args):
         output = self.forward(*args)
         for hook in list(self._forward_hooks):
-            hook(self, args, output)
+            replaced = hook(self, args, output)
+            output = output if replaced is None else replaced
         return output
 
     # --- printing -----------------------------------------------------------
