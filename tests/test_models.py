@@ -78,6 +78,30 @@ def test_report_counts_attention_the_papers_way():
     assert with_cbam["attention_params"] == mlp + 2 + 8 + 2 * 49 + 2
 
 
+def test_report_counts_bam_and_spatial_first_cbam_through_hooks():
+    """BAM: its MLP once, its four convs at every pixel; CBAM's count does not depend on the arrangement."""
+    plain = models.model_report(models.ResNet(depths=(1, 1), widths=(8, 16)), (3, 6, 5))
+    with_bam = models.model_report(models.ResNet(depths=(1, 1), widths=(8, 16), attention="bam",
+                                                 attention_options=dict(reduction_ratio=4)), (3, 6, 5))
+    convs = 8 * 2 + 2 * (2 * 2 * 9) + 2 * 1
+    assert with_bam["macs"] - plain["macs"] == 8 * 2 + 2 * 8 + convs * 6 * 5
+    counts = {arrangement: models.model_report(models.ResNet(depths=(1,), widths=(8,), attention="cbam",
+              attention_options=dict(reduction_ratio=4, arrangement=arrangement)), (3, 6, 5))["macs"]
+              for arrangement in ("channel-spatial", "spatial-channel", "parallel")}
+    assert len(set(counts.values())) == 1
+
+
+def test_mac_hooks_are_removed_and_count_the_whole_batch():
+    from minitorch_attn.models.report import counting_macs
+
+    model = models.ResNet(depths=(1,), widths=(8,), attention="cbam", attention_options=dict(reduction_ratio=4))
+    single = models.model_report(model, (3, 6, 5))["macs"]
+    with counting_macs(model) as counter:
+        model(Tensor(np.zeros((3, 3, 6, 5), np.float32)))
+    assert counter[0] == 3 * single
+    assert all(not m._forward_hooks for m in model.modules())
+
+
 def test_zero_init_spatial_bn_touches_only_spatial_gates():
     model = models.resnet10(attention="cbam", zero_init_spatial_bn=True, **TINY)
     norms = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
