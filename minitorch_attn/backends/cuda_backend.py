@@ -22,7 +22,8 @@ reduction adds in a fixed order, so repeated runs give identical bits; another
 
 Accumulators are float64 (also for float32 data): the shared scratch arrays need
 a dtype fixed at compile time, and float64 keeps float32 sums well inside 1e-5.
-Inputs are assumed NaN-free (the max kernels do not reproduce NumPy's "first NaN wins").
+Every max propagates NaN as NumPy and PyTorch do: a NaN beats every number, and the
+first NaN wins (:func:`_beats`). A max over no elements raises, as NumPy's does.
 
 Kernels take and return host ndarrays (``cuda.to_device`` / ``copy_to_host``
 happen here), so ops and modules do not know the data visited a GPU.
@@ -144,7 +145,12 @@ def _block_sum(partial, scratch):
 
 @cuda.jit(device=True)
 def _beats(value, index, best, best_index):
-    """First-maximum order: larger value wins; on a tie the smaller index wins."""
+    """First-maximum order: a NaN beats every number, a larger value wins, and between
+    equal values (or two NaNs) the smaller index wins."""
+    if value != value:
+        return best == best or index < best_index
+    if best != best:
+        return False
     return value > best or (value == best and index < best_index)
 
 
@@ -208,7 +214,8 @@ def _global_max_kernel(x, out, index):
 
 @cuda.jit
 def _global_lse_kernel(x, out):
-    """out[r] = m + log(sum_k exp(x[r,k] - m)) with m = max_k x[r,k], so exp() never overflows."""
+    """out[r] = m + log(sum_k exp(x[r,k] - m)) with m = max_k x[r,k], so exp() never overflows;
+    an infinite m is replaced by 0 (PyTorch's logsumexp: +inf gives +inf, not inf - inf = NaN)."""
     values = cuda.shared.array(MAX_THREADS_PER_BLOCK, np.float64)
     indices = cuda.shared.array(MAX_THREADS_PER_BLOCK, np.int64)
     r = cuda.blockIdx.x
@@ -217,6 +224,8 @@ def _global_lse_kernel(x, out):
         if _beats(x[r, k], k, best, best_k):
             best, best_k = x[r, k], k
     peak, _ = _block_first_max(best, best_k, values, indices)
+    if math.isinf(peak):
+        peak = 0.0
     partial = 0.0
     for k in range(cuda.threadIdx.x, x.shape[1], cuda.blockDim.x):
         partial += math.exp(x[r, k] - peak)
@@ -280,6 +289,13 @@ def _rows(x):
     return x.reshape(N * C, H * W)
 
 
+def _check_not_empty(kernel, name, shape, axes, axis_names):
+    """A max (or log-sum-exp) over no elements has no value: raise as NumPy's reductions do."""
+    if any(shape[axis] == 0 for axis in axes):
+        raise ValueError(f"{kernel}: {name} must have at least one element along {axis_names} to take a max "
+                         f"over, got {name} of shape {tuple(shape)}")
+
+
 def _global_reduce(kernel, x, *args, outputs):
     """Run a one-block-per-(n,c) kernel; ``outputs`` are the dtypes of its (N, C) results."""
     N, C, H, W = x.shape
@@ -314,6 +330,7 @@ def global_avg_pool_backward(grad, shape):
 
 
 def global_max_pool_forward(x):
+    _check_not_empty("global_max_pool_forward", "x", x.shape, (2, 3), "H×W")
     return _global_reduce(_global_max_kernel, x, outputs=[x.dtype, np.int64])
 
 
@@ -330,6 +347,7 @@ def global_lp_pool_backward(grad, x, out):
 
 
 def global_lse_pool_forward(x):
+    _check_not_empty("global_lse_pool_forward", "x", x.shape, (2, 3), "H×W")
     return _global_reduce(_global_lse_kernel, x, outputs=[x.dtype])[0]
 
 
@@ -404,6 +422,7 @@ def channel_mean_forward(x):
 
 def channel_max_forward(x):
     N, C, H, W = x.shape
+    _check_not_empty("channel_max_forward", "x", x.shape, (1,), "C")
     (d_x,) = _to_device(_pixels(x))
     d_out, d_index = _on_device((N, H * W), x.dtype), _on_device((N, H * W), np.int64)
     _launch(_channel_max_kernel, blocks=N * H * W, reduce_over=C)(d_x, d_out, d_index)
@@ -874,6 +893,7 @@ def _softmax_cross_entropy_backward_kernel(grad, probs, labels, dlogits):
 
 def softmax_cross_entropy_forward(logits, labels):
     M, K = logits.shape
+    _check_not_empty("softmax_cross_entropy_forward", "logits", logits.shape, (1,), "K (the classes)")
     d_logits, d_labels = _to_device(logits, labels.astype(np.int64, copy=False))
     probs, row_loss = _on_device(logits.shape, logits.dtype), _on_device(M, logits.dtype)
     _launch(_softmax_cross_entropy_kernel, blocks=M, reduce_over=K)(d_logits, d_labels, probs, row_loss)
@@ -892,6 +912,7 @@ def softmax_cross_entropy_backward(grad, probs, labels):
 # Fused attention kernels: each reads the big (N, C, H, W) tensors once.
 # --------------------------------------------------------------------------
 def global_avg_max_pool_forward(x):
+    _check_not_empty("global_avg_max_pool_forward", "x", x.shape, (2, 3), "H×W")
     return _global_reduce(_global_avg_max_kernel, x, outputs=[x.dtype, x.dtype, np.int64])
 
 
@@ -944,6 +965,7 @@ def _channel_gate_and_pool_backward_kernel(grad_y, grad_pooled, x, gate, index, 
 
 def channel_gate_and_pool_forward(x, gate):
     N, C, H, W = x.shape
+    _check_not_empty("channel_gate_and_pool_forward", "x", x.shape, (1,), "C")
     d_x, d_gate = _to_device(_pixels(x), gate)
     y, pooled = _on_device((N, C, H * W), x.dtype), _on_device((N, 2, H * W), x.dtype)
     index = _on_device((N, H * W), np.int64)

@@ -22,9 +22,10 @@ Rules every loop here follows, and why:
   :func:`_lane_sum` and friends keep eight running sums (element ``i`` goes to
   sum ``i % 8``) and add them in a fixed tree: vectorised, yet still one fixed
   order.
-* **First maximum.** Every max keeps the first of equal values (strict ``>``
-  while scanning in C order), the element ``np.argmax`` and PyTorch's
-  index-based max pick. NaN inputs are not supported by the max kernels.
+* **First maximum, NaN first of all.** Every max keeps the first of equal
+  values (strict ``>`` while scanning in C order), the element ``np.argmax``
+  and PyTorch's index-based max pick; a NaN beats every number and the first
+  NaN wins, as there. A max over no elements raises (NumPy's ``argmax`` does).
 
 Numba does not check bounds, so the wrappers check every shape and index the
 loops rely on. Convolutions with many output channels per group go through
@@ -86,6 +87,13 @@ def _as_index(kernel, name, index, expected_shape, limit):
     return np.ascontiguousarray(index, np.int64)
 
 
+def _check_not_empty(kernel, name, shape, axes, axis_names):
+    """A max (or log-sum-exp) over no elements has no value: raise as NumPy's reductions do."""
+    if any(shape[axis] == 0 for axis in axes):
+        raise ValueError(f"{kernel}: {name} must have at least one element along {axis_names} to take a max "
+                         f"over, got {name} of shape {tuple(shape)}")
+
+
 def _as_nchw_shape(kernel, shape):
     shape = tuple(int(n) for n in shape)
     if len(shape) != 4 or min(shape) < 1:
@@ -143,7 +151,7 @@ def _lane_dot(a, b):
 
 @njit(cache=True)
 def _sum_and_first_max(row):
-    """``(Σ row, max row, index of the first maximum)`` in one read of ``row``.
+    """``(Σ row, max row, index of the first maximum)`` in one read of a non-empty ``row``.
 
     The sum uses :func:`_lane_sum`'s eight lanes. For the max, each block of
     eight elements is reduced to its maximum, and the running maximum moves
@@ -151,6 +159,9 @@ def _sum_and_first_max(row):
     that reached the final maximum; the first maximum is the first element
     of that block equal to it. (Keeping an index per lane instead stops LLVM
     from vectorising the loop: 1.5 ms instead of 1.0 ms at (16,256,28,28).)
+    A NaN anywhere makes the sum NaN, so the scan for the first NaN (which is
+    then the maximum) costs one test on rows without one; a NaN sum from
+    inf - inf finds none, and the maximum found above stands.
     """
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = row.dtype.type(0)
     peak = row[0]
@@ -176,10 +187,22 @@ def _sum_and_first_max(row):
         if row[i] > peak:
             peak = row[i]
             peak_block = i
+    total = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    if np.isnan(total):
+        for i in range(row.shape[0]):
+            if np.isnan(row[i]):
+                return total, row[i], i
     where = peak_block
     while row[where] != peak:  # at most 7 steps, inside one block
         where += 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), peak, where
+    return total, peak, where
+
+
+@njit(cache=True, inline="always")
+def _replaces_max(value, best):
+    """Whether ``value``, met after ``best`` in the scan, becomes the maximum: a larger number (strict,
+    so the first of equal values stays) or the first NaN; nothing replaces a NaN."""
+    return not (value <= best) and best == best
 
 
 @njit(cache=True)
@@ -252,9 +275,15 @@ def _global_lp_pool_backward_loop(grad, planes, out, dx):
 
 @njit(parallel=True, cache=True)
 def _global_lse_pool_loop(planes, out):
-    """out[p] = m + log Σ_s exp(x[p, s] - m) with m = max_s x[p, s] (exp(...) <= 1: no overflow)."""
+    """out[p] = m + log Σ_s exp(x[p, s] - m) with m = max_s x[p, s] (exp(...) <= 1: no overflow).
+
+    An infinite m is replaced by 0, as PyTorch's logsumexp does: then +inf gives
+    +inf and a plane of -inf gives -inf, where inf - inf would give NaN.
+    """
     for p in prange(planes.shape[0]):
         _, peak, _ = _sum_and_first_max(planes[p])
+        if np.isinf(peak):
+            peak = planes.dtype.type(0)
         total = planes.dtype.type(0)
         for s in range(planes.shape[1]):
             total += np.exp(planes[p, s] - peak)
@@ -269,9 +298,11 @@ def _global_lse_pool_backward_loop(grad, planes, out, dx):
             dx[p, s] = grad[p] * np.exp(planes[p, s] - out[p])
 
 
-def _planes(kernel, x):
+def _planes(kernel, x, is_max=False):
     x = _as_float(kernel, "x", x, 4)
     N, C, H, W = x.shape
+    if is_max:
+        _check_not_empty(kernel, "x", x.shape, (2, 3), "H×W")
     return x.reshape(N * C, H * W), (N, C)
 
 
@@ -297,7 +328,7 @@ def global_avg_pool_backward(grad, shape):
 
 def global_max_pool_forward(x):
     """Returns ``(out, index)``; ``index[n, c]`` is the flat H×W position of the first maximum."""
-    planes, nc = _planes("global_max_pool_forward", x)
+    planes, nc = _planes("global_max_pool_forward", x, is_max=True)
     out = np.empty(planes.shape[0], planes.dtype)
     index = np.empty(planes.shape[0], np.int64)
     _global_max_pool_loop(planes, out, index)
@@ -334,7 +365,7 @@ def global_lp_pool_backward(grad, x, out):
 
 
 def global_lse_pool_forward(x):
-    planes, nc = _planes("global_lse_pool_forward", x)
+    planes, nc = _planes("global_lse_pool_forward", x, is_max=True)
     out = np.empty(planes.shape[0], planes.dtype)
     _global_lse_pool_loop(planes, out)
     return out.reshape(nc)
@@ -364,7 +395,7 @@ def _channel_mean_loop(x, out):
         start = (task % blocks) * PIXEL_BLOCK
         stop = min(start + PIXEL_BLOCK, S)
         for s in range(start, stop):
-            out[n, s] = x[n, 0, s]
+            out[n, s] = x[n, 0, s] if C > 0 else x.dtype.type(0)  # C = 0: 0/0, NumPy's NaN
         # Channel after channel, a whole row at a time: contiguous reads, and
         # the task owns out[n, start:stop], so no other thread adds into it.
         for c in range(1, C):
@@ -401,7 +432,7 @@ def _channel_max_loop(x, out, index):
             index[n, s] = 0
         for c in range(1, C):
             for s in range(start, stop):
-                if x[n, c, s] > out[n, s]:  # strict: a later equal channel never wins
+                if _replaces_max(x[n, c, s], out[n, s]):
                     out[n, s] = x[n, c, s]
                     index[n, s] = c
 
@@ -418,9 +449,11 @@ def _channel_max_backward_loop(grad, index, dx):
             dx[n, c, s] = grad[n, s] if index[n, s] == c else zero
 
 
-def _channels(kernel, x):
+def _channels(kernel, x, is_max=False):
     x = _as_float(kernel, "x", x, 4)
     N, C, H, W = x.shape
+    if is_max:
+        _check_not_empty(kernel, "x", x.shape, (1,), "C")
     return x.reshape(N, C, H * W), (N, 1, H, W)
 
 
@@ -449,7 +482,7 @@ def channel_mean_backward(grad, shape):
 
 def channel_max_forward(x):
     """Returns ``(out, index)``; ``index[n, 0, i, j]`` is the channel of the first maximum."""
-    x3, out_shape = _channels("channel_max_forward", x)
+    x3, out_shape = _channels("channel_max_forward", x, is_max=True)
     out = np.empty((x3.shape[0], x3.shape[2]), x3.dtype)
     index = np.empty(out.shape, np.int64)
     _channel_max_loop(x3, out, index)
@@ -1343,6 +1376,7 @@ def _labels(kernel, labels, batch, classes):
 def softmax_cross_entropy_forward(logits, labels):
     """Returns ``(loss, probabilities)``; ``loss`` is a 0-d array."""
     logits = _as_float("softmax_cross_entropy_forward", "logits", logits, 2)
+    _check_not_empty("softmax_cross_entropy_forward", "logits", logits.shape, (1,), "K (the classes)")
     labels = _labels("softmax_cross_entropy_forward", labels, *logits.shape)
     probs = np.empty_like(logits)
     picked = np.empty(logits.shape[0], logits.dtype)
@@ -1392,7 +1426,7 @@ def _gate_and_pool_channel(x_row, y_row, g, c, total, peak, where):
         value = x_row[s] * g
         y_row[s] = value
         total[s] += value
-        if value > peak[s]:
+        if _replaces_max(value, peak[s]):
             peak[s], where[s] = value, c
 
 
@@ -1428,13 +1462,13 @@ def _channel_gate_and_pool_loop(x, gate, y, pooled, index):
                 y0[s], y1[s], y2[s], y3[s] = v0, v1, v2, v3
                 total[s] += (v0 + v1) + (v2 + v3)
                 best, best_channel = peak[s], where[s]
-                if v0 > best:
+                if _replaces_max(v0, best):
                     best, best_channel = v0, c
-                if v1 > best:
+                if _replaces_max(v1, best):
                     best, best_channel = v1, c + 1
-                if v2 > best:
+                if _replaces_max(v2, best):
                     best, best_channel = v2, c + 2
-                if v3 > best:
+                if _replaces_max(v3, best):
                     best, best_channel = v3, c + 3
                 peak[s], where[s] = best, best_channel
         for c in range(whole, C):
@@ -1569,7 +1603,7 @@ def _sum_blocks_loop(parts, total):
 
 def global_avg_max_pool_forward(x):
     """CBAM's two descriptors in one pass: ``(avg (N,C), max (N,C), index (N,C))``."""
-    planes, nc = _planes("global_avg_max_pool_forward", x)
+    planes, nc = _planes("global_avg_max_pool_forward", x, is_max=True)
     avg, peak = np.empty(planes.shape[0], planes.dtype), np.empty(planes.shape[0], planes.dtype)
     index = np.empty(planes.shape[0], np.int64)
     _global_avg_max_pool_loop(planes, avg, peak, index)
@@ -1587,7 +1621,7 @@ def global_avg_max_pool_backward(grad_avg, grad_max, index, shape):
 
 
 def _gated_inputs(kernel, x, gate):
-    x3, pooled_shape = _channels(kernel, x)
+    x3, pooled_shape = _channels(kernel, x, is_max=True)
     gate = _as_float(kernel, "gate", gate, 2, x3.dtype)
     _check_shape(kernel, "gate", gate, x3.shape[:2])
     return x3, gate, pooled_shape

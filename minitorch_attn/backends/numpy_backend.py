@@ -62,8 +62,10 @@ def global_lp_pool_backward(grad, x, out):
 
 
 def global_lse_pool_forward(x):
-    # Subtracting the max before exp keeps exp() <= 1: no overflow for large inputs.
+    # Subtracting the max before exp keeps exp() <= 1: no overflow for large inputs. An infinite
+    # max is replaced by 0, as in PyTorch's logsumexp: +inf then gives +inf, not inf - inf = NaN.
     peak = x.max(axis=(2, 3), keepdims=True)
+    peak = np.where(np.isinf(peak), 0, peak).astype(x.dtype, copy=False)
     return peak[:, :, 0, 0] + np.log(np.exp(x - peak).sum(axis=(2, 3)))
 
 
