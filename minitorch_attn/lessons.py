@@ -62,7 +62,10 @@ def _module_raises_stub(module, exercise_id: str) -> bool:
     """Whether a function of ``module`` (a Numba or CUDA kernel's Python source too) still holds the stub."""
     prefix = f"Exercise {exercise_id}: "
     for value in vars(module).values():
+        # an @exercise function is a wrapper (functools.wraps: __wrapped__), a Numba kernel keeps py_func
         function = getattr(value, "py_func", value)
+        if callable(function):
+            function = inspect.unwrap(function)
         code = getattr(function, "__code__", None)
         if code is not None and any(s.startswith(prefix) for s in _constants(code)):
             return True
