@@ -13,8 +13,9 @@ Contract
   rate used during the epoch, ``seconds`` is the epoch's wall time (train and eval), ``images_per_second``
   the training pass's throughput.
 * **Checkpoint** (``checkpoint=path``): an ``.npz`` written after every epoch, keys ``model.<state key>``,
-  ``optimizer.<key>``, ``scheduler.<key>``, ``epoch`` and ``history`` (JSON text); fit resumes from it when
-  it exists. The history JSON (``history_path``) is written after every epoch too. Both are written to a
+  ``optimizer.<key>``, ``scheduler.<key>``, ``epoch``, ``history`` (JSON text) and ``classes`` (e.g.
+  ``"SGD+CosineAnnealingLR"``); fit resumes from it when it exists, and refuses one whose model, optimizer
+  or schedule differs from this run's (a resumed run must be the uninterrupted one). The history JSON (``history_path``) is written after every epoch too. Both are written to a
   temporary file in the same folder, then renamed over the old one, so a crash never leaves half a file.
 * **Divergence**: a non-finite training loss stops the run before the optimizer steps on it; the history of
   the finished epochs is written and :class:`TrainingDiverged` raised (the last checkpoint stays as it was).
@@ -115,7 +116,13 @@ def save_checkpoint(path, model, optimizer, scheduler, epoch, history):
         arrays.update((f"scheduler.{k}", v) for k, v in scheduler.state_dict().items())
     arrays["epoch"] = np.array(epoch)
     arrays["history"] = np.array(json.dumps(history.to_dict()))
+    arrays["classes"] = np.array(_classes(optimizer, scheduler))
     _write_atomic(path, lambda file: np.savez(file, **arrays))
+
+
+def _classes(optimizer, scheduler):
+    """``"SGD+CosineAnnealingLR"``: what a checkpoint's optimizer and scheduler states belong to."""
+    return f"{type(optimizer).__name__}+{type(scheduler).__name__ if scheduler is not None else 'constant'}"
 
 
 def _section(arrays, prefix):
@@ -143,6 +150,9 @@ def load_checkpoint(path, model, optimizer, scheduler):
         arrays = {key: file[key] for key in file.files}
     saved_model = _section(arrays, "model.")
     _check_architecture(model, saved_model, path)
+    if str(arrays["classes"]) != _classes(optimizer, scheduler):
+        raise ValueError(f"fit: checkpoint {path} was written by {arrays['classes']}, this run uses "
+                         f"{_classes(optimizer, scheduler)} (optimizer + schedule)")
     optimizer.load_state_dict(_section(arrays, "optimizer."))
     if scheduler is not None:
         scheduler.load_state_dict(_section(arrays, "scheduler."))

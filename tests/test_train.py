@@ -230,6 +230,12 @@ def test_checkpoint_with_other_settings_is_refused(tmp_path):
         model, _ = _run(tmp_path, epochs=1)
         with pytest.raises(ValueError, match="T_max=1, this schedule T_max=4"):
             train.fit(model, ArrayLoader(*_data()), None, epochs=4, checkpoint=tmp_path / "run.npz", progress=False)
+        with pytest.raises(ValueError, match=r"written by SGD\+CosineAnnealingLR, this run uses Adam\+StepLR"):
+            train.fit(model, ArrayLoader(*_data()), None, epochs=1, optimizer="adam", schedule="step", step_size=1,
+                      checkpoint=tmp_path / "run.npz", progress=False)
+        with pytest.raises(ValueError, match=r"written by SGD\+CosineAnnealingLR, this run uses SGD\+constant"):
+            train.fit(model, ArrayLoader(*_data()), None, epochs=1, schedule="constant",
+                      checkpoint=tmp_path / "run.npz", progress=False)
         with pytest.raises(ValueError, match="momentum=0.9, this optimizer momentum=0.5"):
             train.fit(model, ArrayLoader(*_data()), None, epochs=1, momentum=0.5, checkpoint=tmp_path / "run.npz",
                       progress=False)
