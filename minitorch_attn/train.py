@@ -15,8 +15,9 @@ Contract
 * **Checkpoint** (``checkpoint=path``): an ``.npz`` written after every epoch, keys ``model.<state key>``,
   ``optimizer.<key>``, ``scheduler.<key>``, ``epoch``, ``history`` (JSON text) and ``classes`` (e.g.
   ``"SGD+CosineAnnealingLR"``); fit resumes from it when it exists, and refuses one whose model, optimizer
-  or schedule differs from this run's (a resumed run must be the uninterrupted one). The history JSON (``history_path``) is written after every epoch too. Both are written to a
-  temporary file in the same folder, then renamed over the old one, so a crash never leaves half a file.
+  or schedule differs from this run's (a resumed run must be the uninterrupted one). The history JSON
+  (``history_path``) is written after every epoch too. Both go to a temporary file in the same folder,
+  then are renamed over the old one, so a crash never leaves half a file.
 * **Divergence**: a non-finite training loss stops the run before the optimizer steps on it; the history of
   the finished epochs is written and :class:`TrainingDiverged` raised (the last checkpoint stays as it was).
 """
