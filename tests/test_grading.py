@@ -9,6 +9,7 @@ score; (c) every planted mistake (tests/grading_mutants.py) is caught.
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -238,8 +239,8 @@ def test_student_edition_imports_its_own_package_and_scores_zero(student_edition
     assert "Total" in done.stdout and "Traceback" not in done.stdout
 
 
-# Long enough for numba's first compile on a busy machine; a hanging exercise costs this once.
-HANG_TIMEOUT = 12
+# Per test; the package's import has a minute of its own, so a busy machine does not make this flaky.
+HANG_TIMEOUT = 5
 
 
 def _complete(edition_dir, exercise_id, body):
@@ -265,7 +266,7 @@ def _table_rows(stdout):
     rows = {}
     for line in stdout.splitlines():
         fields = line.split()
-        if len(fields) >= 2 and "/" in fields[1]:
+        if len(fields) >= 2 and re.fullmatch(r"\d+/\d+", fields[1]):
             rows[fields[0]] = fields[1]
     return rows
 
@@ -285,8 +286,9 @@ FAULTS = {
     # reaches the trusted stand-in through a module name built at run time (the call watch sees it)
     "3.1": "import importlib\nreturn importlib.import_module('minitorch_attn.grad' + 'ing.trusted')"
            ".channel_mean_backward(grad, shape)\n",
-    # ... and the Numba backend's kernel for the same formula
-    "3.2": "from . import kernels\nreturn kernels('nu' + 'mba').channel_max_backward(grad, index, shape)\n",
+    # ... and into the Numba backend (in the edition its kernels of the same formulas run the student's own
+    # NumPy code, so any other kernel stands in for the fused ones that hold those formulas)
+    "3.2": "from . import kernels\nreturn kernels('nu' + 'mba').channel_max_forward(grad)[0]\n",
     # an import the judge reads before anything runs
     "3.3": "from ..grading.trusted import conv2d_backward as theirs\n"
            "return theirs(grad, x, weight, stride, padding, dilation, groups, has_bias)\n",
@@ -355,7 +357,7 @@ def test_a_solution_that_reaches_into_the_grader_or_another_backend_earns_nothin
 
 def test_an_ordinary_wrong_answer_reads_as_before(faulty_grades):
     row = faulty_grades[2]["3.4"]
-    assert row["status"] == "failed" and "the logit has shape" in row["message"], row
+    assert row["status"] == "failed" and "the output has shape (2, 2, 9, 8), expected (2, 1, 9, 8)" in row["message"], row
 
 
 def _grade_edition(student_edition, tmp_path, edits, *selection):

@@ -230,7 +230,7 @@ def _pytest_arguments(tests_dir: pathlib.Path, selection, stop_early: bool, coll
     root = tests_dir.resolve().parents[1]
     return _graded_files(tests_dir, selection) + [
         "--rootdir", str(root), "-c", str(root / "pyproject.toml"), "--confcutdir", str(tests_dir),
-        "-p", "no:cacheprovider", "-q", "--tb=no", "-rN", "--no-header"] + (
+        "-p", "no:cacheprovider", "-p", "no:timeout", "-q", "--tb=no", "-rN", "--no-header"] + (
         ["-x"] if stop_early else []) + (["--collect-only"] if collect_only else [])
 
 

@@ -33,6 +33,8 @@ _SIGNALS = {
     signal.SIGABRT: "crashed: aborted (SIGABRT)",
     signal.SIGKILL: "killed by SIGKILL (out of memory?)",
 }
+#: Seconds at least for the package's import (torch and numba on a busy machine), whatever the test limit.
+IMPORT_TIMEOUT = 60
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<name>\S+)')
 
 
@@ -76,7 +78,8 @@ class StudentProcess:
         os.close(to_worker)
         os.close(from_worker)
         self.import_error = None
-        self._ready(self._receive(time.monotonic() + timeout, "while importing the package"))
+        limit = max(timeout, IMPORT_TIMEOUT)
+        self._ready(self._receive(time.monotonic() + limit, "while importing the package", limit))
 
     def _ready(self, reply):
         if "import_error" in reply:
@@ -109,12 +112,13 @@ class StudentProcess:
             raise StudentError(error["type"], error["message"], error["where"])
         return reply["value"]
 
-    def _receive(self, deadline, doing):
+    def _receive(self, deadline, doing, limit=None):
         try:
             return wire.receive(self._replies, deadline)
         except TimeoutError:
             self.kill()
-            self.gone = f"killed after {self.timeout:g} s{' ' + doing if doing else ''}: an endless loop, or far too slow?"
+            doing = f" {doing}" if doing else ""
+            self.gone = f"killed after {limit or self.timeout:g} s{doing}: an endless loop, or far too slow?"
         except (EOFError, OSError, ValueError):
             self._died()
         raise StudentGone(self.gone)
