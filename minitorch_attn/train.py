@@ -257,8 +257,8 @@ def _train_epoch(model, loader, optimizer, epoch, bar):
         correct += int((logits.data.argmax(axis=1) == y).sum())
         seen += len(y)
         bar.update(1)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}",
-                        img_s=f"{seen / (time.perf_counter() - started):.0f}", refresh=False)
+        bar.set_postfix(OrderedDict(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}",
+                                    img_s=f"{seen / (time.perf_counter() - started):.0f}"), refresh=False)
     return total_loss / seen, correct / seen, seen, time.perf_counter() - started
 
 
@@ -317,9 +317,9 @@ def fit(model, train_loader, val_loader, *, epochs, optimizer="sgd", lr=0.05, mo
                     write_history(history_path, history)
                 raise TrainingDiverged(f"fit: {history.diverged}", history) from None
             val = evaluate(model, val_loader) if val_loader is not None else {"loss": None, "accuracy": None}
-            bar.set_postfix(loss=f"{train_loss:.4f}", acc=f"{train_accuracy:.3f}",
-                            val_acc="-" if val["accuracy"] is None else f"{val['accuracy']:.3f}",
-                            img_s=f"{images / train_seconds:.0f}")
+            bar.set_postfix(OrderedDict(loss=f"{train_loss:.4f}", acc=f"{train_accuracy:.3f}",
+                                        img_s=f"{images / train_seconds:.0f}",
+                                        val_acc="-" if val["accuracy"] is None else f"{val['accuracy']:.3f}"))
         if scheduler is not None:
             scheduler.step()
         history.epochs.append(dict(zip(EPOCH_FIELDS, (
