@@ -143,6 +143,38 @@ MUTANTS = [
     Mutant("9.2", "forgets the (N, 1, H, W) shape",
            "d_out.copy_to_host().reshape(N, 1, H, W)",
            "d_out.copy_to_host()"),
+    # 11.1 Welch's t-test
+    Mutant("11.1", "variances divided by n, not n - 1",
+           "a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)",
+           "a.var() / len(a), b.var() / len(b)"),
+    Mutant("11.1", "forgets to divide the variances by n (spread of the seeds, not of the mean)",
+           "a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)",
+           "a.var(ddof=1), b.var(ddof=1)"),
+    Mutant("11.1", "Student's n_a + n_b - 2 degrees of freedom",
+           "df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))",
+           "df = len(a) + len(b) - 2"),
+    Mutant("11.1", "Satterthwaite's denominator divided by n instead of n - 1",
+           "va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)",
+           "va ** 2 / len(a) + vb ** 2 / len(b)"),
+    Mutant("11.1", "t of mean(b) - mean(a)", "gap = a.mean() - b.mean()", "gap = b.mean() - a.mean()"),
+    Mutant("11.1", "forgets the square root", "t = gap / math.sqrt(va + vb)", "t = gap / (va + vb)"),
+    Mutant("11.1", "one-sided p", "return t, df, student_t_sf(t, df)", "return t, df, student_t_sf(t, df) / 2"),
+    Mutant("11.1", "forgets the case without spread (0/0)",
+           "    if va + vb == 0:\n"
+           "        return (math.copysign(math.inf, gap) if gap else 0.0), math.inf, (0.0 if gap else 1.0)\n",
+           ""),
+    # 12.1 receptive field of a stack of convolutions
+    Mutant("12.1", "ignores the dilation",
+           "size += dilation * (kernel_size - 1) * jump",
+           "size += (kernel_size - 1) * jump"),
+    Mutant("12.1", "ignores the strides of the layers before",
+           "        jump *= stride\n",
+           ""),
+    Mutant("12.1", "counts a layer's own stride before it",
+           "        size += dilation * (kernel_size - 1) * jump\n        jump *= stride\n",
+           "        jump *= stride\n        size += dilation * (kernel_size - 1) * jump\n"),
+    Mutant("12.1", "k taps counted as k gaps", "dilation * (kernel_size - 1)", "dilation * kernel_size"),
+    Mutant("12.1", "starts from 0 pixels", "size, jump = 1, 1", "size, jump = 0, 1"),
 ]
 
 

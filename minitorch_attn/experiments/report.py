@@ -12,6 +12,7 @@ import pathlib
 
 import numpy as np
 
+from ..exercise import exercise
 from . import runner, tables
 
 
@@ -35,12 +36,19 @@ def student_t_sf(t, df):
     return float(max(0.0, 1.0 - 2.0 * half_mass))
 
 
+@exercise("11.1", "Welch's t-test of mean(a) - mean(b): the statistic t, the Welch-Satterthwaite degrees of "
+                  "freedom and the two-sided p-value from student_t_sf (lesson 11)")
 def welch_t_test(a, b):
     r"""Welch's t-test of mean(a) − mean(b): :math:`t = (\bar a - \bar b)/\sqrt{s_a^2/n_a + s_b^2/n_b}`, with the
-    Welch–Satterthwaite degrees of freedom. Returns ``(t, df, p)`` (two-sided); needs two values per side."""
+    Welch–Satterthwaite degrees of freedom
+    :math:`\nu = (s_a^2/n_a + s_b^2/n_b)^2 / \big(\frac{(s_a^2/n_a)^2}{n_a - 1} + \frac{(s_b^2/n_b)^2}{n_b - 1}\big)`
+    (:math:`s^2`: the sample variance, divided by n − 1). Returns ``(t, df, p)`` with the two-sided
+    :math:`p = P(|T_\nu| > |t|)` (:func:`student_t_sf`); needs two values per side. Both sides without spread:
+    t = ±inf and p = 0 if the means differ, t = 0 and p = 1 if not."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"welch_t_test needs at least two values per side, got {len(a)} and {len(b)}")
+    # BEGIN SOLUTION
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     gap = a.mean() - b.mean()
     if va + vb == 0:
@@ -48,6 +56,7 @@ def welch_t_test(a, b):
     t = gap / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     return t, df, student_t_sf(t, df)
+    # END SOLUTION
 
 
 def collect(experiment, results):

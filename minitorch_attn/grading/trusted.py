@@ -12,6 +12,8 @@ docstring already does in words.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -198,6 +200,38 @@ def channel_mean_forward(x):
     return torch.from_numpy(np.ascontiguousarray(x)).mean(dim=1, keepdim=True).numpy()
 
 
+def welch_t_test(a, b):
+    """Welch's (t, df, p) with torch's mean and variance; p by the trapezoid rule over the t density."""
+    a, b = torch.tensor(np.asarray(a, float)), torch.tensor(np.asarray(b, float))
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"welch_t_test needs at least two values per side, got {len(a)} and {len(b)}")
+    va, vb = (a.var() / len(a)).item(), (b.var() / len(b)).item()
+    gap = (a.mean() - b.mean()).item()
+    if va + vb == 0:
+        return (math.copysign(math.inf, gap) if gap else 0.0), math.inf, (0.0 if gap else 1.0)
+    t = gap / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    x = torch.linspace(0.0, abs(t), 200_001, dtype=torch.float64)
+    nu = torch.tensor(df, dtype=torch.float64)
+    density = torch.exp(torch.lgamma((nu + 1) / 2) - torch.lgamma(nu / 2) - 0.5 * torch.log(nu * math.pi)
+                        - (nu + 1) / 2 * torch.log1p(x * x / nu))
+    return t, df, max(0.0, 1.0 - 2.0 * torch.trapezoid(density, x).item())
+
+
+def receptive_field(layers):
+    """Measured, not derived: the input pixels a middle output pixel's gradient reaches through all-ones convs."""
+    layers = [tuple(layer) for layer in layers]
+    span = 1 + sum(d * (k - 1) for k, _, d in layers) * int(np.prod([s for _, s, _ in layers] or [1]))
+    x = torch.zeros(1, 1, 3 * span + 64, dtype=torch.float64, requires_grad=True)
+    with torch.enable_grad():
+        h = x
+        for k, s, d in layers:
+            h = F.conv1d(h, torch.ones(1, 1, k, dtype=torch.float64), stride=s, dilation=d)
+        h[0, 0, h.shape[-1] // 2].backward()
+    reached = np.flatnonzero(x.grad[0, 0].numpy())
+    return int(reached[-1] - reached[0] + 1)
+
+
 #: Exercise id -> trusted implementation. Every exercise in the registry must have one (a test checks).
 TRUSTED = {
     "1.1": global_avg_pool_backward,
@@ -215,4 +249,6 @@ TRUSTED = {
     "7.2": bam_fuse,
     "9.1": channel_mean_forward,
     "9.2": channel_mean_forward,
+    "11.1": welch_t_test,
+    "12.1": receptive_field,
 }

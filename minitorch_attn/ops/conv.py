@@ -1,7 +1,10 @@
 """2-d convolution: CBAM's 7×7 spatial conv, BAM's 1×1 and dilated 3×3 convs, depthwise convs."""
 from __future__ import annotations
 
+import numbers
+
 from ..autograd import Function
+from ..exercise import exercise
 from ._checks import as_tensor, check_ndim, check_same_dtype, pair
 
 
@@ -42,6 +45,35 @@ def same_padding(kernel_size, dilation):
             )
         padding.append(d * (k - 1) // 2)
     return tuple(padding)
+
+
+@exercise("12.1", "receptive field of a stack of convolutions: layers (kernel_size, stride, dilation) from input "
+                  "to output -> how many input pixels (along one axis) one output pixel sees (lesson 12)")
+def receptive_field(layers):
+    r"""The receptive field of a stack of convolutions along one axis: the width, in input pixels from the first
+    to the last, of the window one output pixel depends on (with dilation it has holes).
+
+    ``layers``: ``[(kernel_size, stride, dilation), ...]`` from the input to the output (padding does not
+    matter). Layer l reads :math:`k_l` taps :math:`d_l` of its input pixels apart, and neighbouring pixels of
+    its input lie :math:`j_l = s_1 s_2 \cdots s_{l-1}` input pixels apart, so it widens the window by
+    :math:`d_l (k_l - 1)\, j_l`:
+
+    .. math:: R = 1 + \sum_{l} d_l\,(k_l - 1) \prod_{i<l} s_i
+
+    BAM's spatial branch (1×1, two 3×3 with dilation d, 1×1; stride 1) spans 4d + 1 pixels; no layers, 1.
+    """
+    layers = [tuple(layer) for layer in layers]
+    for index, layer in enumerate(layers):
+        if len(layer) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in layer):
+            raise ValueError(f"receptive_field: layer {index} must be (kernel_size, stride, dilation), three ints "
+                             f">= 1, got {layer!r}")
+    # BEGIN SOLUTION
+    size, jump = 1, 1
+    for kernel_size, stride, dilation in layers:
+        size += dilation * (kernel_size - 1) * jump
+        jump *= stride
+    return int(size)
+    # END SOLUTION
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
