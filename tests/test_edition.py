@@ -101,7 +101,7 @@ def test_edition_readme_is_the_student_quick_start(student):
 
 def test_edition_ships_no_instructor_checks_and_no_solution(student):
     shipped = {str(p.relative_to(student)) for p in student.rglob("*") if p.is_file()}
-    assert not [p for p in shipped if p.startswith("tests/test_grading") or p.startswith("tests/grading_")]
+    assert not [p for p in shipped if p.startswith(("tests/test_grading", "tests/grading_", "tests/test_edition"))]
     assert {"tests/graded/conftest.py", "minitorch_attn/grading/__init__.py"} <= shipped
     marker = re.compile(r"^[ \t]*(?:#|<!--)[ \t]*(?:BEGIN|END) (?:SOLUTION|INSTRUCTOR ONLY)", re.MULTILINE)
     for path in shipped:

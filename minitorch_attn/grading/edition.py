@@ -33,9 +33,10 @@ import sys
 
 from .regions import RegionError, exercise_functions, solution_regions, strip_instructor_only, strip_solutions
 
-#: Files that reveal the solutions (planted mistakes, tests of the grader): never in the student edition.
-#: Glob patterns, so that new tests of the grader (``tests/test_grading_*.py``) stay out too.
-INSTRUCTOR_ONLY_PATHS = ("tests/test_grading*.py", "tests/grading_*.py", "tests/edition_*.py")
+#: Files that reveal the solutions (planted mistakes, tests of the grader) or test what only the instructor's
+#: repository has (this builder): never in the student edition. Glob patterns, so that new tests of the grader
+#: (``tests/test_grading_*.py``) stay out too.
+INSTRUCTOR_ONLY_PATHS = ("tests/test_grading*.py", "tests/grading_*.py", "tests/test_edition.py")
 
 #: Tracked files that the edition writes under another name (and whose targets it leaves out).
 RENAMED = {"STUDENT_README.md": "README.md"}
