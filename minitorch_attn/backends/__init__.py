@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
+import time
 
 BACKEND_MODULES = {
     "numpy": "minitorch_attn.backends.numpy_backend",
-    "numba": "minitorch_attn.backends.numba_backend",
-    "cuda": "minitorch_attn.backends.cuda_backend",
+    "numba": "minitorch_attn.backends.numba",
+    "cuda": "minitorch_attn.backends.cuda",
 }
 
 #: Kernels every backend provides. The reference docstrings are in numpy_backend.
@@ -103,5 +104,40 @@ def backend(name: str):
 
 
 def kernels(name: str | None = None):
-    """The kernel module of ``name`` (default: the current backend)."""
-    return _load(name or current_backend())
+    """The kernel module of ``name`` (default: the current backend); timed inside :func:`timing_kernels`."""
+    module = _load(name or current_backend())
+    record = getattr(_state, "record", None)
+    return module if record is None else _TimedKernels(module, record)
+
+
+class _TimedKernels:
+    """A backend's kernels, each call reported as ``record(kernel name, seconds)``."""
+
+    def __init__(self, module, record):
+        self._module, self._record = module, record
+
+    def __getattr__(self, name):
+        kernel = getattr(self._module, name)
+        if name not in KERNEL_NAMES:
+            return kernel
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return kernel(*args, **kwargs)
+            finally:
+                self._record(name, time.perf_counter() - started)
+        return timed
+
+
+@contextlib.contextmanager
+def timing_kernels(record):
+    """``with timing_kernels(record): ...``: every kernel that an op fetches from :func:`kernels` in the
+    block (this thread only) reports each call as ``record(kernel name, seconds)``; the profile of
+    ``python -m minitorch_attn.bench --profile`` is built this way."""
+    previous = getattr(_state, "record", None)
+    _state.record = record
+    try:
+        yield
+    finally:
+        _state.record = previous

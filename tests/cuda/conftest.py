@@ -31,9 +31,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def cuda_kernels():
     """The CUDA backend with small blocks (8 threads) so that reductions loop AND tree-reduce."""
-    from minitorch_attn.backends import cuda_backend
+    from minitorch_attn.backends import cuda as cuda_backend
+    from minitorch_attn.backends.cuda import device
 
-    saved = cuda_backend.threads_per_block
-    cuda_backend.threads_per_block = 8
+    saved = device.threads_per_block
+    device.threads_per_block = 8
     yield cuda_backend
-    cuda_backend.threads_per_block = saved
+    device.threads_per_block = saved

@@ -15,7 +15,7 @@ SHAPE = (4, 160, 14, 14)
 
 @pytest.fixture(scope="module")
 def gpu_kernels():
-    from minitorch_attn.backends import cuda_backend
+    from minitorch_attn.backends import cuda as cuda_backend
 
     return cuda_backend
 

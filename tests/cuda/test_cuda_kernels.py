@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from minitorch_attn.backends import KERNEL_NAMES
 from minitorch_attn.backends import numpy_backend as reference
+from minitorch_attn.backends.cuda import device
 
 from cuda_cases import assert_matches_reference, kernel_args
 
@@ -68,7 +69,7 @@ def test_conv2d_settings(cuda_kernels, setting, dtype):
 @pytest.mark.parametrize("name", ["global_avg_max_pool_forward", "channel_gate_and_pool_forward",
                                   "batch_norm_backward", "conv2d_backward", "residual_gate_backward"])
 def test_any_block_size_gives_the_same_answer(cuda_kernels, name, threads):
-    cuda_kernels.threads_per_block = threads
+    device.threads_per_block = threads  # (the fixture restores it)
     assert_matches_reference(cuda_kernels, name, kernel_args(name, np.float64))
 
 
@@ -76,8 +77,8 @@ def test_any_block_size_gives_the_same_answer(cuda_kernels, name, threads):
                                   "channel_max_backward", "softmax_cross_entropy_backward"])
 def test_grid_stride_loops_cover_more_elements_than_threads(cuda_kernels, monkeypatch, name):
     # 2 blocks of 4 threads for about a hundred elements: each thread takes many turns
-    cuda_kernels.threads_per_block = 4
-    monkeypatch.setattr(cuda_kernels, "MAX_BLOCKS", 2)
+    device.threads_per_block = 4
+    monkeypatch.setattr(device, "MAX_BLOCKS", 2)
     assert_matches_reference(cuda_kernels, name, kernel_args(name, np.float64))
 
 
@@ -118,7 +119,7 @@ def test_non_contiguous_inputs(cuda_kernels):
 
 
 def test_threads_per_block_must_be_a_power_of_two(cuda_kernels):
-    cuda_kernels.threads_per_block = 24
+    device.threads_per_block = 24  # (the fixture restores it)
     with pytest.raises(ValueError, match="threads_per_block must be a power of two"):
         cuda_kernels.relu_forward(np.ones(3))
 
@@ -146,7 +147,7 @@ def test_ops_run_on_the_cuda_backend():
 @settings(max_examples=12, deadline=None)
 @given(data=st.data())
 def test_conv2d_random_geometry(data):
-    from minitorch_attn.backends import cuda_backend
+    from minitorch_attn.backends import cuda as cuda_backend
 
     groups = data.draw(st.sampled_from([1, 2]), "groups")
     C, C_out = groups * data.draw(st.integers(1, 2)), groups * data.draw(st.integers(1, 2))
@@ -161,25 +162,25 @@ def test_conv2d_random_geometry(data):
     weight = rng.standard_normal((C_out, C // groups, KH, KW))
     bias = rng.standard_normal(C_out)
     options = (stride, padding, dilation, groups)
-    saved, cuda_backend.threads_per_block = cuda_backend.threads_per_block, 8
+    saved, device.threads_per_block = device.threads_per_block, 8
     try:
         assert_matches_reference(cuda_backend, "conv2d_forward", (x, weight, bias, *options))
         grad = rng.standard_normal(reference.conv2d_forward(x, weight, bias, *options).shape)
         assert_matches_reference(cuda_backend, "conv2d_backward", (grad, x, weight, *options, True))
     finally:
-        cuda_backend.threads_per_block = saved
+        device.threads_per_block = saved
 
 
 @settings(max_examples=15, deadline=None)
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 5), st.integers(1, 5)),
        ties=st.booleans(), seed=st.integers(0, 2**16))
 def test_attention_kernels_random_shapes(shape, ties, seed):
-    from minitorch_attn.backends import cuda_backend
+    from minitorch_attn.backends import cuda as cuda_backend
 
-    saved, cuda_backend.threads_per_block = cuda_backend.threads_per_block, 8
+    saved, device.threads_per_block = device.threads_per_block, 8
     try:
         for name in ["global_avg_max_pool_forward", "channel_gate_and_pool_forward",
                      "channel_gate_and_pool_backward", "residual_gate_backward"]:
             assert_matches_reference(cuda_backend, name, kernel_args(name, np.float64, shape, ties, seed))
     finally:
-        cuda_backend.threads_per_block = saved
+        device.threads_per_block = saved

@@ -1,0 +1,93 @@
+"""The Numba CPU backend: the NumPy kernels rewritten as explicit parallel loops.
+
+Every kernel is a thin Python wrapper (checks its arguments before any work,
+allocates the outputs, turns ``bias=None`` into an array plus a flag) around an
+``@njit(parallel=True, cache=True)`` loop whose outermost loop is a ``prange``.
+The formulas and return conventions are those of ``numpy_backend``.
+
+The modules are laid out as ``minitorch_attn/ops`` is: the kernels of
+``ops/conv.py`` are in ``conv.py`` here, and so on for ``pooling``, ``dense``,
+``arith``, ``norm``, ``loss`` and ``attention``; ``lanes.py`` holds the row
+loops they share (the lane reductions, the first maximum, the GEMM row update)
+and ``checks.py`` the argument checks. This package exposes every kernel.
+
+Rules every loop in this package follows, and why:
+
+* **Deterministic for any thread count.** A ``prange`` iteration owns the
+  outputs it writes; no two threads ever add into the same element. Every sum
+  runs in an order fixed by the shapes alone (never by how Numba shares the
+  iterations out), so 1 thread and 8 threads give bit-identical results.
+* **float32 stays float32.** Constants are made with ``x.dtype.type(...)``: a
+  bare Python ``1`` or ``0.5`` makes Numba promote float32 math to float64.
+* **Few compiled variants.** The wrappers hand the loops C-contiguous arrays of
+  one fixed ndim per loop (global pools see ``(planes, H*W)``, activations see
+  1-D), and every input is cast to the dtype of the main input. Each loop then
+  compiles once per dtype, and a warm on-disk cache loads in milliseconds.
+* **Vectorisable reductions.** Strict IEEE order forbids LLVM to reorder one
+  running sum, so a plain ``s += row[i]`` loop runs one element per cycle.
+  :func:`lanes._lane_sum` and friends keep eight running sums (element ``i`` goes to
+  sum ``i % 8``) and add them in a fixed tree: vectorised, yet still one fixed
+  order.
+* **First maximum, NaN first of all.** Every max keeps the first of equal
+  values (strict ``>`` while scanning in C order), the element ``np.argmax``
+  and PyTorch's index-based max pick; a NaN beats every number and the first
+  NaN wins, as there. A max over no elements raises (NumPy's ``argmax`` does).
+
+Numba does not check bounds, so the wrappers check every shape and index the
+loops rely on. Convolutions with many output channels per group go through
+im2col and a matrix product written here as a loop (:func:`lanes._add_combination`),
+not NumPy's BLAS ``matmul``: OpenBLAS runs its own thread pool, which fought
+Numba's OpenMP threads for the two cores (a BAM conv backward took 240 ms
+instead of 2), and its sums are not in an order we fix.
+"""
+from __future__ import annotations
+
+from .pooling import (  # noqa: F401
+    global_avg_pool_forward,
+    global_avg_pool_backward,
+    global_max_pool_forward,
+    global_max_pool_backward,
+    global_lp_pool_forward,
+    global_lp_pool_backward,
+    global_lse_pool_forward,
+    global_lse_pool_backward,
+    channel_mean_forward,
+    channel_mean_backward,
+    channel_max_forward,
+    channel_max_backward,
+)
+from .dense import (  # noqa: F401
+    linear_forward,
+    linear_backward,
+    relu_forward,
+    relu_backward,
+    sigmoid_forward,
+    sigmoid_backward,
+)
+from .arith import (  # noqa: F401
+    mul_forward,
+    mul_backward,
+    add_forward,
+    sum_to_shape,
+)
+from .conv import (  # noqa: F401
+    conv2d_forward,
+    conv2d_backward,
+)
+from .norm import (  # noqa: F401
+    batch_norm_train_forward,
+    batch_norm_eval_forward,
+    batch_norm_backward,
+)
+from .loss import (  # noqa: F401
+    softmax_cross_entropy_forward,
+    softmax_cross_entropy_backward,
+)
+from .attention import (  # noqa: F401
+    global_avg_max_pool_forward,
+    global_avg_max_pool_backward,
+    channel_gate_and_pool_forward,
+    channel_gate_and_pool_backward,
+    residual_gate_forward,
+    residual_gate_backward,
+)

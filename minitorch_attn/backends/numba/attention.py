@@ -1,0 +1,311 @@
+"""Kernels of ``ops/attention.py`` and the fused CBAM pooling: one pass over F where NumPy makes several."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .checks import _as_float, _as_index, _check_shape
+from .lanes import PIXEL_BLOCK, _block_count, _lane_dot, _lane_sum, _replaces_max, _sigmoid, _sum_and_first_max
+from .pooling import _channels, _planes, _pooled_grad
+
+
+# --------------------------------------------------------------------------
+# Fused attention kernels: one pass over the (N, C, H, W) tensor where the
+# numpy backend composes several kernels (and several passes).
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _global_avg_max_pool_loop(planes, avg, peak, index):
+    """CBAM's channel descriptors: avg[p] = mean of plane p, peak[p] = its max, index[p] = first argmax."""
+    count = planes.dtype.type(planes.shape[1])
+    for p in prange(planes.shape[0]):
+        total, peak[p], index[p] = _sum_and_first_max(planes[p])
+        avg[p] = total / count
+
+
+@njit(parallel=True, cache=True)
+def _global_avg_max_pool_backward_loop(grad_avg, grad_max, index, dx):
+    """dx[p, s] = g_avg[p]/S + (g_max[p] if s is the argmax): each plane written once."""
+    count = dx.dtype.type(dx.shape[1])
+    for p in prange(dx.shape[0]):
+        share = grad_avg[p] / count
+        for s in range(dx.shape[1]):
+            dx[p, s] = share
+        dx[p, index[p]] += grad_max[p]
+
+
+@njit(cache=True)
+def _gate_and_pool_channel(x_row, y_row, g, c, total, peak, where):
+    """One channel c of :func:`_channel_gate_and_pool_loop`, for the channels left over after the groups of four."""
+    for s in range(x_row.shape[0]):
+        value = x_row[s] * g
+        y_row[s] = value
+        total[s] += value
+        if _replaces_max(value, peak[s]):
+            peak[s], where[s] = value, c
+
+
+@njit(parallel=True, cache=True)
+def _channel_gate_and_pool_loop(x, gate, y, pooled, index):
+    """y = gate ⊗ x, pooled[n, 0] = mean_c y, pooled[n, 1] = max_c y, index = first argmax over c."""
+    N, C, S = x.shape
+    count = x.dtype.type(C)
+    blocks = _block_count(S)
+    for task in prange(N * blocks):
+        n = task // blocks
+        start = (task % blocks) * PIXEL_BLOCK
+        stop = min(start + PIXEL_BLOCK, S)
+        # Running sum/max/argmax of this pixel block, in task-local rows (they
+        # stay in L1; LLVM vectorises the loop only when they cannot alias x or y;
+        # int32 channel numbers keep the select as wide as the float32 one).
+        total = np.zeros(stop - start, x.dtype)
+        peak = np.full(stop - start, -np.inf, x.dtype)
+        where = np.zeros(stop - start, np.int32)
+        # Channel rows in order, four per pass over the running rows (a quarter
+        # of their loads and stores, which bounded the one-channel loop: 2×
+        # slower). x is read once and y written once. Strict > in channel
+        # order keeps the first maximal channel.
+        whole = C - C % 4
+        for c in range(0, whole, 4):
+            g0, g1, g2, g3 = gate[n, c], gate[n, c + 1], gate[n, c + 2], gate[n, c + 3]
+            x0, x1, x2, x3 = (x[n, c, start:stop], x[n, c + 1, start:stop],
+                              x[n, c + 2, start:stop], x[n, c + 3, start:stop])
+            y0, y1, y2, y3 = (y[n, c, start:stop], y[n, c + 1, start:stop],
+                              y[n, c + 2, start:stop], y[n, c + 3, start:stop])
+            for s in range(stop - start):
+                v0, v1, v2, v3 = x0[s] * g0, x1[s] * g1, x2[s] * g2, x3[s] * g3
+                y0[s], y1[s], y2[s], y3[s] = v0, v1, v2, v3
+                total[s] += (v0 + v1) + (v2 + v3)
+                best, best_channel = peak[s], where[s]
+                if _replaces_max(v0, best):
+                    best, best_channel = v0, c
+                if _replaces_max(v1, best):
+                    best, best_channel = v1, c + 1
+                if _replaces_max(v2, best):
+                    best, best_channel = v2, c + 2
+                if _replaces_max(v3, best):
+                    best, best_channel = v3, c + 3
+                peak[s], where[s] = best, best_channel
+        for c in range(whole, C):
+            _gate_and_pool_channel(x[n, c, start:stop], y[n, c, start:stop], gate[n, c], c, total, peak, where)
+        for s in range(stop - start):
+            pooled[n, 0, start + s] = total[s] / count
+            pooled[n, 1, start + s] = peak[s]
+            index[n, start + s] = where[s]
+
+
+@njit(parallel=True, cache=True)
+def _channel_gate_and_pool_backward_loop(grad_y, mean_share, grad_max, x, gate, index, dx, dgate):
+    """dy = g_y + g_mean/C + g_max·[c = argmax]; dx = dy·gate; dgate[n, c] = Σ_s dy·x.
+
+    ``mean_share`` is the plane g_mean/C (divided once per pixel by the wrapper,
+    not once per element here). One (n, c) plane per task: the task owns
+    dx[n, c] and dgate[n, c]. dy is built in dx's plane first (it stays in L1),
+    then reduced against x and scaled.
+    """
+    N, C, S = x.shape
+    zero = x.dtype.type(0)
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        upstream, share, peak_grad, where, out = grad_y[n, c], mean_share[n], grad_max[n], index[n], dx[n, c]
+        for s in range(S):
+            # a select, not a branch, so that the loop vectorises
+            out[s] = upstream[s] + share[s] + (peak_grad[s] if where[s] == c else zero)
+        dgate[n, c] = _lane_dot(out, x[n, c])
+        g = gate[n, c]
+        for s in range(S):
+            out[s] *= g
+
+
+#: |logit| bound under which BAM's gate is computed factored (see _residual_sigmoid_row):
+#: e^(2·bound) stays finite and e^(-2·bound) stays a normal number in the dtype.
+FACTORED_SIGMOID_BOUND = {np.dtype(np.float32): 40.0, np.dtype(np.float64): 340.0}
+
+
+@njit(cache=True, inline="always")
+def _residual_sigmoid_row(gate, mc, ms, exp_neg_ms, factored, one):
+    """gate[s] = σ(mc + ms[s]) along a row of pixels.
+
+    Factored: e^-(mc+ms) = e^-mc · e^-ms, whose exps were taken once per channel
+    (here) and once per pixel (the wrapper), so the per-element work is a
+    multiply and a divide that vectorise (Numba's exp does not: it is a scalar
+    libm call per element). The test on ``factored`` sits outside the pixel
+    loops: with it inside, neither loop vectorised (6× slower). Inlined into
+    the caller's loop by Numba: compiled as a separate function, the divide
+    loop did not vectorise either.
+    """
+    if factored:
+        exp_neg_mc = np.exp(-mc)
+        for s in range(gate.shape[0]):
+            gate[s] = one / (one + exp_neg_mc * exp_neg_ms[s])
+    else:
+        for s in range(gate.shape[0]):
+            gate[s] = _sigmoid(mc + ms[s], one)
+
+
+@njit(parallel=True, cache=True)
+def _negated_exp_loop(values, out):
+    for i in prange(values.shape[0]):
+        out[i] = np.exp(-values[i])
+
+
+@njit(parallel=True, cache=True)
+def _residual_gate_loop(x, channel_logit, spatial_logit, exp_neg_spatial, factored, out):
+    """out = x + x·σ(Mc[n, c] + Ms[n, s]), i.e. BAM's (1 + σ(Mc + Ms)) ⊗ F."""
+    N, C, S = x.shape
+    one = x.dtype.type(1)
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        value, out_row = x[n, c], out[n, c]
+        # The output row holds σ first (it stays in L1), then x + x·σ.
+        _residual_sigmoid_row(out_row, channel_logit[n, c], spatial_logit[n], exp_neg_spatial[n], factored, one)
+        for s in range(S):
+            out_row[s] = value[s] + value[s] * out_row[s]
+
+
+@njit(parallel=True, cache=True)
+def _residual_gate_backward_loop(grad, x, channel_logit, spatial_logit, exp_neg_spatial, factored,
+                                 dx, dspatial, dchannel_parts):
+    """σ = σ(Mc + Ms); dx = g·(1 + σ); dz = g·x·σ(1 - σ); dMs[n, s] = Σ_c dz; dMc[n, c] = Σ_s dz.
+
+    A task is one sample and one pixel block: it owns dMs[n, block] and adds the
+    channels in order; dMc needs every block, so each task writes its partial
+    sum to dchannel_parts[n, block, c] and the blocks are added afterwards in
+    order (the block layout depends on S only, never on the thread count).
+    """
+    N, C, S = x.shape
+    one = x.dtype.type(1)
+    blocks = dchannel_parts.shape[1]
+    for task in prange(N * blocks):
+        n = task // blocks
+        block = task % blocks
+        start = block * PIXEL_BLOCK
+        stop = min(start + PIXEL_BLOCK, S)
+        # Short loops over task-local rows (in L1): with fewer arrays per loop
+        # LLVM can prove them independent and vectorises each (one fused loop
+        # ran 7× slower).
+        gate = np.empty(stop - start, x.dtype)
+        dlogit = np.empty(stop - start, x.dtype)
+        spatial_total = dspatial[n, start:stop]
+        spatial_total[:] = 0
+        ms, exp_neg_ms = spatial_logit[n, start:stop], exp_neg_spatial[n, start:stop]
+        for c in range(C):
+            upstream, value, dx_row = grad[n, c, start:stop], x[n, c, start:stop], dx[n, c, start:stop]
+            _residual_sigmoid_row(gate, channel_logit[n, c], ms, exp_neg_ms, factored, one)
+            for s in range(stop - start):
+                dx_row[s] = upstream[s] * (one + gate[s])
+            for s in range(stop - start):
+                dlogit[s] = upstream[s] * value[s] * gate[s] * (one - gate[s])
+            for s in range(stop - start):
+                spatial_total[s] += dlogit[s]
+            dchannel_parts[n, block, c] = _lane_sum(dlogit)
+
+
+@njit(parallel=True, cache=True)
+def _sum_blocks_loop(parts, total):
+    """total[n, c] = Σ_block parts[n, block, c], blocks in order."""
+    N, blocks, C = parts.shape
+    for task in prange(N * C):
+        n = task // C
+        c = task % C
+        acc = parts[n, 0, c]
+        for block in range(1, blocks):
+            acc += parts[n, block, c]
+        total[n, c] = acc
+
+
+def global_avg_max_pool_forward(x):
+    """CBAM's two descriptors in one pass: ``(avg (N,C), max (N,C), index (N,C))``."""
+    planes, nc = _planes("global_avg_max_pool_forward", x, is_max=True)
+    avg, peak = np.empty(planes.shape[0], planes.dtype), np.empty(planes.shape[0], planes.dtype)
+    index = np.empty(planes.shape[0], np.int64)
+    _global_avg_max_pool_loop(planes, avg, peak, index)
+    return avg.reshape(nc), peak.reshape(nc), index.reshape(nc)
+
+
+def global_avg_max_pool_backward(grad_avg, grad_max, index, shape):
+    kernel = "global_avg_max_pool_backward"
+    grad_avg, shape, dx = _pooled_grad(kernel, grad_avg, shape)
+    grad_max = _as_float(kernel, "grad_max", grad_max, 2, dx.dtype)
+    _check_shape(kernel, "grad_max", grad_max, shape[:2])
+    index = _as_index(kernel, "index", index, shape[:2], dx.shape[1])
+    _global_avg_max_pool_backward_loop(grad_avg, grad_max.reshape(-1), index.reshape(-1), dx)
+    return dx.reshape(shape)
+
+
+def _gated_inputs(kernel, x, gate):
+    x3, pooled_shape = _channels(kernel, x, is_max=True)
+    gate = _as_float(kernel, "gate", gate, 2, x3.dtype)
+    _check_shape(kernel, "gate", gate, x3.shape[:2])
+    return x3, gate, pooled_shape
+
+
+def channel_gate_and_pool_forward(x, gate):
+    """``y = gate ⊗ x`` and CBAM's channel pool of y: ``(y, pooled (N,2,H,W) = [mean; max], index)``."""
+    x3, gate, (N, _, H, W) = _gated_inputs("channel_gate_and_pool_forward", x, gate)
+    y = np.empty_like(x3)
+    pooled = np.empty((N, 2, H * W), x3.dtype)
+    index = np.empty((N, H * W), np.int64)
+    _channel_gate_and_pool_loop(x3, gate, y, pooled, index)
+    return y.reshape(np.shape(x)), pooled.reshape(N, 2, H, W), index.reshape(N, 1, H, W)
+
+
+def channel_gate_and_pool_backward(grad_y, grad_pooled, x, gate, index):
+    """Returns ``(dx, dgate)``."""
+    kernel = "channel_gate_and_pool_backward"
+    x3, gate, (N, _, H, W) = _gated_inputs(kernel, x, gate)
+    grad_y = _as_float(kernel, "grad_y", grad_y, 4, x3.dtype)
+    _check_shape(kernel, "grad_y", grad_y, np.shape(x))
+    grad_pooled = _as_float(kernel, "grad_pooled", grad_pooled, 4, x3.dtype)
+    _check_shape(kernel, "grad_pooled", grad_pooled, (N, 2, H, W))
+    index = _as_index(kernel, "index", index, (N, 1, H, W), x3.shape[1])
+    dx = np.empty_like(x3)
+    dgate = np.empty(gate.shape, x3.dtype)
+    grad_pooled = grad_pooled.reshape(N, 2, H * W)
+    mean_share = grad_pooled[:, 0] / x3.dtype.type(x3.shape[1])
+    _channel_gate_and_pool_backward_loop(grad_y.reshape(x3.shape), mean_share, np.ascontiguousarray(grad_pooled[:, 1]),
+                                         x3, gate, index.reshape(N, H * W), dx, dgate)
+    return dx.reshape(np.shape(x)), dgate
+
+
+def _residual_inputs(kernel, x, channel_logit, spatial_logit):
+    x3, spatial_shape = _channels(kernel, x)
+    channel_logit = _as_float(kernel, "channel_logit", channel_logit, 2, x3.dtype)
+    _check_shape(kernel, "channel_logit", channel_logit, x3.shape[:2])
+    spatial_logit = _as_float(kernel, "spatial_logit", spatial_logit, 4, x3.dtype)
+    _check_shape(kernel, "spatial_logit", spatial_logit, spatial_shape)
+    spatial_logit = spatial_logit.reshape(x3.shape[0], x3.shape[2])
+    # Factor σ's exp when no logit is large enough for e^-Mc · e^-Ms to overflow
+    # or underflow (always, in practice); otherwise one exp per element.
+    bound = FACTORED_SIGMOID_BOUND[x3.dtype]
+    factored = bool(np.abs(channel_logit).max() <= bound and np.abs(spatial_logit).max() <= bound)
+    exp_neg_spatial = np.zeros(spatial_logit.shape, x3.dtype)  # read only when factored
+    if factored:
+        _negated_exp_loop(spatial_logit.reshape(-1), exp_neg_spatial.reshape(-1))
+    return x3, channel_logit, spatial_logit, exp_neg_spatial, factored
+
+
+def residual_gate_forward(x, channel_logit, spatial_logit):
+    """BAM's output ``(1 + σ(Mc + Ms)) ⊗ x`` with Mc (N,C) and Ms (N,1,H,W) broadcast."""
+    x3, *logits = _residual_inputs("residual_gate_forward", x, channel_logit, spatial_logit)
+    out = np.empty_like(x3)
+    _residual_gate_loop(x3, *logits, out)
+    return out.reshape(np.shape(x))
+
+
+def residual_gate_backward(grad, x, channel_logit, spatial_logit):
+    """Returns ``(dx, dchannel_logit (N,C), dspatial_logit (N,1,H,W))``."""
+    kernel = "residual_gate_backward"
+    x3, *logits = _residual_inputs(kernel, x, channel_logit, spatial_logit)
+    grad = _as_float(kernel, "grad", grad, 4, x3.dtype)
+    _check_shape(kernel, "grad", grad, np.shape(x))
+    N, C, S = x3.shape
+    dx = np.empty_like(x3)
+    dspatial = np.empty((N, S), x3.dtype)
+    parts = np.empty((N, -(-S // PIXEL_BLOCK), C), x3.dtype)
+    _residual_gate_backward_loop(grad.reshape(x3.shape), x3, *logits, dx, dspatial, parts)
+    dchannel = np.empty((N, C), x3.dtype)
+    _sum_blocks_loop(parts, dchannel)
+    N, _, H, W = np.shape(x)
+    return dx.reshape(N, C, H, W), dchannel, dspatial.reshape(N, 1, H, W)
