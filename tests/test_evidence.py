@@ -34,6 +34,15 @@ def test_detectable_gap_is_where_welch_says_above_the_noise():
                                                                                             spread)[2]
 
 
+def test_interval_excludes_zero_exactly_when_welch_says_above_the_noise():
+    spread = np.array([-1.0, 0.5, 0.5])
+    for shift in (0.5, 2.0, 2.4, 3.0, -2.5):
+        gap, half = evidence.interval(spread + shift, spread * 2)
+        assert gap == pytest.approx(shift)
+        assert (abs(gap) > half) == (report.welch_t_test(spread + shift, spread * 2)[2] < 0.05)
+    assert evidence.interval([20.0, 20.0], [21.0, 21.0]) == (-1.0, 0.0)
+
+
 def test_seeds_needed_is_the_first_count_that_resolves_the_gap():
     n = evidence.seeds_needed(0.3, 2.0)
     assert evidence.detectable_gap(2.0, n) <= 0.3 < evidence.detectable_gap(2.0, n - 1)
@@ -51,6 +60,7 @@ def test_compare_agreement_and_noise_from_result_files(tmp_path):
     assert claim["paper_gap"] == pytest.approx(23.14 - 23.20)
     assert claim["gap"] == pytest.approx(20.0 - 32.1666667) and claim["p"] < 0.05
     assert claim["verdict"] == "above the noise; same direction as the paper"
+    assert claim["half_width"] == pytest.approx(evidence.interval([20.0, 21.0, 19.0], [32.0, 33.5, 31.0])[1])
     assert evidence.compare("cbam-pooling", "avg-max", "avg", tmp_path)["verdict"] == "not enough seeds yet"
     with pytest.raises(ValueError, match="has no variant 'mean'"):
         evidence.compare("cbam-pooling", "mean", "avg", tmp_path)

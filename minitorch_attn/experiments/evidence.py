@@ -11,13 +11,16 @@ The questions lessons 11, 12 and 15 ask of the committed results:
 * :func:`seed_noise`: the seed-to-seed standard deviation, pooled over every distinct configuration;
 * :func:`critical_t`, :func:`detectable_gap`, :func:`seeds_needed`: the smallest gap Welch's test calls above
   the noise with n seeds per row, and how many seeds a gap of a given size would need;
-* :func:`gap_figure`: the paper's gap against ours, row by row, in one picture.
+* :func:`interval`: our gap between two rows with its 95 % confidence interval;
+* :func:`gap_figure`: the paper's gap beside ours, row by row, in one picture.
 """
 from __future__ import annotations
 
 import json
 import math
 import pathlib
+
+import numpy as np
 
 from . import report, runner, tables
 
@@ -36,7 +39,8 @@ def rows(name, results=None):
 def compare(name, better, worse, results=None):
     """The claim "``better`` has a lower error than ``worse``" in experiment ``name``: a dict with both labels,
     the paper's gap (better − worse, negative when the paper agrees with the claim), the seeds per row, and,
-    when both rows have two seeds or more, our ``gap``, Welch's ``t``, ``df``, ``p`` and the ``verdict``."""
+    when both rows have two seeds or more, our ``gap``, Welch's ``t``, ``df``, ``p``, the ``half_width`` of the
+    gap's 95 % interval (:func:`interval`) and the ``verdict``."""
     experiment = tables.get(name)
     experiment.variant(better), experiment.variant(worse)  # a one-line error naming the known variants
     by_name = rows(name, results)
@@ -45,7 +49,8 @@ def compare(name, better, worse, results=None):
              "paper_gap": None if a["paper"] is None or b["paper"] is None else a["paper"] - b["paper"]}
     if a["seeds"] > 1 and b["seeds"] > 1:
         t, df, p = report.welch_t_test(a["errors"], b["errors"])
-        claim.update(gap=a["mean"] - b["mean"], t=t, df=df, p=p)
+        claim.update(gap=a["mean"] - b["mean"], t=t, df=df, p=p,
+                     half_width=interval(a["errors"], b["errors"])[1])
         claim["verdict"] = report.verdict(claim)
     else:
         claim["verdict"] = "not enough seeds yet"
@@ -125,34 +130,45 @@ def seeds_needed(gap, std, level=LEVEL):
     return high
 
 
+def interval(better_errors, worse_errors, level=LEVEL):
+    r"""``(gap, half_width)``: mean(better) − mean(worse) and the half-width of its two-sided confidence interval
+    at ``1 − level``, :math:`t_{crit}(\nu)\sqrt{s_a^2/n_a + s_b^2/n_b}` with Welch's ν (0 when neither row has
+    any spread)."""
+    a, b = np.asarray(better_errors, float), np.asarray(worse_errors, float)
+    _, df, _ = report.welch_t_test(a, b)
+    spread = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    return float(a.mean() - b.mean()), (critical_t(df, level) * spread if spread else 0.0)
+
+
 def gap_figure(names, results=None, path=None):
-    """One point per row of experiments ``names``: the paper's gap to the table's reference row (x) against
-    ours (y, with its 95 % confidence interval). Points in the lower-left and upper-right quarters point the
-    paper's way; a bar that crosses y = 0 is within the noise. Writes a PNG and returns its path."""
+    """A forest plot of every tested row of experiments ``names`` (see :func:`agreement`): on the left the
+    paper's gap to the table's reference row (one run), on the right ours with its 95 % interval. Green: the
+    same direction as the paper, red: the opposite; a filled dot is above the noise, an open one within it.
+    Writes a PNG and returns its path."""
     from matplotlib.figure import Figure  # no pyplot: the lesson's own plotting backend stays as it is
 
     found = agreement(names, results)["rows"]
-    figure = Figure(figsize=(7.5, 4.8))
-    axis = figure.add_subplot()
-    for index, name in enumerate(names):
-        mine = [r for r in found if r["experiment"] == name]
-        if not mine:
-            continue
-        half_widths = [abs(r["gap"] / r["t"]) * critical_t(r["df"]) if r["t"] and math.isfinite(r["t"]) else 0
-                       for r in mine]
-        axis.errorbar([r["paper_gap"] for r in mine], [r["gap"] for r in mine], yerr=half_widths, fmt="o",
-                      capsize=3, color=f"C{index}", label=tables.get(name).title.split(":")[0])
-        for r in mine:
-            axis.annotate(r["label"], (r["paper_gap"], r["gap"]), fontsize=7, xytext=(4, 3),
-                          textcoords="offset points")
-    axis.axhline(0, color="k", linewidth=0.8)
-    axis.axvline(0, color="k", linewidth=0.8)
-    axis.set_xlabel("paper: error − reference row's error (points, one run)")
-    axis.set_ylabel("ours: error − reference row's (points,\nmean over seeds, 95 % interval)")
-    axis.set_title("Does each row move the way the paper's did?", fontsize=10)
-    if found:
-        axis.legend(fontsize=8, loc="best")
-    axis.grid(alpha=0.3)
+    figure = Figure(figsize=(10, 0.32 * max(len(found), 3) + 1.4))
+    paper_axis, our_axis = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": (1, 1.4)})
+    references = {name: rows(name, results)[tables.get(name).reference]["errors"] for name in names}
+    for y, row in enumerate(found):
+        gap, half = interval(row["errors"], references[row["experiment"]])
+        colour = "tab:green" if (row["gap"] < 0) == (row["paper_gap"] < 0) and row["gap"] != 0 else "tab:red"
+        paper_axis.barh(y, row["paper_gap"], color="tab:gray", alpha=0.6)
+        our_axis.errorbar(gap, y, xerr=half, fmt="o", color=colour, capsize=3,
+                          markerfacecolor=colour if row["p"] < LEVEL else "white")
+    labels = [f"{tables.get(r['experiment']).source.split(' (')[0]}: {r['label']}" for r in found]
+    paper_axis.set_yticks(range(len(found)), labels, fontsize=8)
+    paper_axis.invert_yaxis()
+    for axis in (paper_axis, our_axis):
+        axis.axvline(0, color="k", linewidth=0.8)
+        axis.grid(axis="x", alpha=0.3)
+    paper_axis.set_xlabel("paper: error − reference row's (points)", fontsize=9)
+    our_axis.set_xlabel("ours: error − reference row's (points, 95 % interval)", fontsize=9)
+    paper_axis.set_title("paper (one run per row)", fontsize=10)
+    our_axis.set_title("ours (green: paper's direction, red: opposite; filled: above the noise)", fontsize=9)
+    if not found:
+        our_axis.text(0.5, 0.5, "no row with two seeds on both sides yet", ha="center", transform=our_axis.transAxes)
     figure.tight_layout()
     path = pathlib.Path(path) if path is not None else _results(results) / "gap-figure.png"
     path.parent.mkdir(parents=True, exist_ok=True)
