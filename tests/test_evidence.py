@@ -70,6 +70,9 @@ def test_compare_agreement_and_noise_from_result_files(tmp_path):
     assert found["tested"] == 2 and found["same_direction"] == 1
     assert found["above_noise"] == found["above_noise_same"] + found["above_noise_opposite"]
 
+    assert evidence.summary(["cbam-pooling"], tmp_path).startswith("Of 2 rows, 1 move the way the paper's did")
+    assert evidence.summary(["bam-branches"], tmp_path).startswith("No row has two seeds")
+
     # none/avg/max have spreads 1, 1, 1.258...: pooled over 6 degrees of freedom
     std, dof = evidence.seed_noise(["cbam-pooling"], tmp_path)
     assert dof == 6 and std == pytest.approx(math.sqrt((2 + 2 + np.var([32, 33.5, 31], ddof=1) * 2) / 6))

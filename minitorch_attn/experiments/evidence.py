@@ -8,6 +8,7 @@ The questions lessons 11, 12 and 15 ask of the committed results:
   Welch's test, and the report's verdict words;
 * :func:`agreement`: every row of some tables against its reference: how many gaps point the paper's way, and
   how many are above the noise;
+* :func:`summary`: that count in sentences;
 * :func:`seed_noise`: the seed-to-seed standard deviation, pooled over every distinct configuration;
 * :func:`critical_t`, :func:`detectable_gap`, :func:`seeds_needed`: the smallest gap Welch's test calls above
   the noise with n seeds per row, and how many seeds a gap of a given size would need;
@@ -72,6 +73,25 @@ def agreement(names, results=None):
     return {"rows": tested, "tested": len(tested), "same_direction": len(same), "above_noise": len(above),
             "above_noise_same": sum(r in same for r in above),
             "above_noise_opposite": sum(r not in same for r in above)}
+
+
+def summary(names, results=None):
+    """The answer to "does the paper's ranking hold here?" for experiments ``names``, in sentences computed from
+    :func:`agreement` and :func:`seed_noise` (never from numbers typed in)."""
+    found = agreement(names, results)
+    tested, same, above = found["tested"], found["same_direction"], found["above_noise"]
+    if not tested:
+        return "No row has two seeds on both sides yet: there is nothing to compare."
+    std, _ = seed_noise(names, results)
+    text = (f"Of {tested} rows, {same} move the way the paper's did and {tested - same} the other way (a coin would "
+            f"give about {tested / 2:.0f} each); {above} {'is' if above == 1 else 'are'} above the noise "
+            f"({found['above_noise_same']} the paper's way, {found['above_noise_opposite']} against it).")
+    if above == 0:
+        return text + (f" None of the gaps is larger than the seed-to-seed noise ({std:.2f} points): at this scale "
+                       "these tables neither confirm nor contradict the paper's ranking; it is not visible.")
+    if found["above_noise_opposite"] == 0:
+        return text + " The rows above the noise agree with the paper; the others cannot be told from noise."
+    return text + " Some rows above the noise go against the paper: for those, its ranking does not hold here."
 
 
 def seed_noise(names, results=None):
