@@ -65,6 +65,11 @@ def test_compare_agreement_and_noise_from_result_files(tmp_path):
     with pytest.raises(ValueError, match="has no variant 'mean'"):
         evidence.compare("cbam-pooling", "mean", "avg", tmp_path)
 
+    text, found = evidence.claims_table("cbam-pooling", [("avg", "max"), ("avg-max", "avg")], tmp_path)
+    assert [c["verdict"] for c in found] == ["above the noise; same direction as the paper", "not enough seeds yet"]
+    assert text.splitlines()[-1] == ("1 of 2 claims testable: 1 confirmed above the noise, 0 contradicted above the "
+                                     "noise, 0 within the noise.")
+
     found = evidence.agreement(["cbam-pooling"], tmp_path)
     # avg: 10 points better than the baseline (paper: better); max: 2.2 worse (paper: better); avg-max: 1 seed.
     assert found["tested"] == 2 and found["same_direction"] == 1

@@ -6,6 +6,7 @@ The questions lessons 11, 12 and 15 ask of the committed results:
 
 * :func:`compare`: one claim, "``better`` has a lower error than ``worse``": the paper's gap, ours with
   Welch's test, and the report's verdict words;
+* :func:`claims_table`: several such claims as a Markdown table;
 * :func:`agreement`: every row of some tables against its reference: how many gaps point the paper's way, and
   how many are above the noise;
 * :func:`summary`: that count in sentences;
@@ -56,6 +57,29 @@ def compare(name, better, worse, results=None):
     else:
         claim["verdict"] = "not enough seeds yet"
     return claim
+
+
+def claims_table(name, pairs, results=None):
+    """``(markdown, claims)``: a table of :func:`compare` for each ``(better, worse)`` pair of experiment ``name``
+    (the paper's gap, ours with its 95 % interval, p, the verdict) and a closing line counting the claims
+    confirmed, contradicted and left within the noise."""
+    claims = [compare(name, better, worse, results) for better, worse in pairs]
+    lines = ["| claim | paper Δ | ours Δ (95 % interval) | p | verdict |", "|---|---|---|---|---|"]
+    for c in claims:
+        paper = "–" if c["paper_gap"] is None else f"{c['paper_gap']:+.2f}"
+        if "p" in c:
+            ours = (f"{c['gap']:+.2f} ({c['gap'] - c['half_width']:+.2f} to {c['gap'] + c['half_width']:+.2f})")
+            p = f"{c['p']:.3f}"
+        else:
+            ours, p = f"– (seeds: {c['seeds'][0]} and {c['seeds'][1]})", "–"
+        lines.append(f"| {c['better']} beats {c['worse']} | {paper} | {ours} | {p} | {c['verdict']} |")
+    tested = [c for c in claims if "p" in c]
+    confirmed = sum(c["p"] < LEVEL and c["gap"] < 0 for c in tested)
+    contradicted = sum(c["p"] < LEVEL and c["gap"] > 0 for c in tested)
+    lines += ["", f"{len(tested)} of {len(claims)} claims testable: {confirmed} confirmed above the noise, "
+                  f"{contradicted} contradicted above the noise, {len(tested) - confirmed - contradicted} within "
+                  "the noise."]
+    return "\n".join(lines), claims
 
 
 def agreement(names, results=None):
