@@ -12,6 +12,9 @@ from minitorch_attn.bench.__main__ import main as bench_main
 from minitorch_attn.bench.measure import measure
 from minitorch_attn.bench.ops_cases import OP_CASES
 from minitorch_attn.bench.traffic import FLOOR, PASSES, floor_bytes
+from minitorch_attn.bench import step_cases, worker
+from minitorch_attn.bench.profile import FAMILY_OF, format_profile, profile_step
+from minitorch_attn.bench.step_cases import BATCH, TorchStep
 from minitorch_attn.bench.worker import BenchmarkMismatch, build_ours, build_theirs, compare
 
 pytest.importorskip("torch")
@@ -191,7 +194,9 @@ def test_measure_reaches_both_minimums():
     (["--shapes", "2x8x4x4"], "C >= 16"),
     (["--shapes", "1x16x4x4"], "N >= 2"),
     (["--ops", "nope"], "unknown case"),
-    (["--ops", "none", "--blocks", "none"], "nothing to time"),
+    (["--ops", "none", "--blocks", "none", "--steps", "none"], "nothing to time"),
+    (["--steps", "resnet99"], "unknown training-step case"),
+    (["--step-threads", "0"], "--step-threads"),
     (["--passes", "bwd"], "unknown pass"),
     (["--threads", "0"], "--threads"),
     (["--backends", "nope"], "unknown backend"),
@@ -241,3 +246,71 @@ def test_timing_our_side_never_loads_torch():
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+STEP_BACKEND = "numba" if "numba" in BACKENDS else "numpy"
+
+
+def test_training_step_check_passes_and_catches_a_wrong_gradient(monkeypatch):
+    """One float64 step of a whole network against its PyTorch twin; a twin with one gradient off fails.
+    (A batch of 4 at 8×8 keeps the test short; the bench runs 64 at 32×32.)"""
+    monkeypatch.setattr(step_cases, "BATCH", 4)
+    monkeypatch.setattr(step_cases, "IMAGE_SIZE", 8)
+    spec = {"backends": [STEP_BACKEND], "steps": ["mobilenet-cbam"], "seed": 0}
+    (record,) = worker.step_check_group(spec)["checks"]
+    assert record["max_rel_error"] <= worker.STEP_CHECK_TOLERANCE, record
+    right = TorchStep.gradients
+
+    def one_gradient_off(self):
+        grads = right(self)
+        key = sorted(grads)[-1]
+        grads[key] = grads[key] * 1.001
+        return grads
+
+    monkeypatch.setattr(TorchStep, "gradients", one_gradient_off)
+    (record,) = worker.step_check_group(spec)["checks"]
+    assert "refusing to time" in record["error"] and "gradient of" in record["error"]
+
+
+def test_training_steps_are_joined_reported_and_judged(monkeypatch):
+    """Orchestration with stand-in children: a check, then per thread count PyTorch and numba."""
+    started = []
+
+    def fake_child(spec, settings):
+        started.append((spec["mode"], spec["side"], spec["threads"]))
+        if spec["mode"] == "step-check":
+            return {"checks": [{"backend": "numba", "case": c, "variant": "step", "max_rel_error": 1e-12}
+                               for c in spec["steps"]]}
+        ms = {"torch": 100.0, "numba": 80.0 if spec["threads"] == 2 else 200.0}[spec["side"]]
+        return {"threads": spec["threads"], "timings": [
+            {"case": c, "pass": "train step", "variant": "eager" if spec["side"] == "torch" else None,
+             "median_ms": ms, "iqr_ms": 1.0, "reps": 5} for c in spec["steps"]]}
+
+    monkeypatch.setattr(runner, "run_child", fake_child)
+    settings = runner.Settings(shapes=(), backends=("numba",), cases=(), steps=("resnet10-cbam",),
+                               step_threads=(1, 2))
+    document = runner.run(settings, log=lambda line: None)
+    assert started == [("step-check", "check", settings.threads), ("step-time", "torch", 1),
+                       ("step-time", "numba", 1), ("step-time", "torch", 2), ("step-time", "numba", 2)]
+    numba_rows = {e["threads"]: e for e in document["entries"] if e["backend"] == "numba"}
+    assert numba_rows[2]["ratio_vs_torch"] == pytest.approx(1.25) and numba_rows[1]["ratio_vs_torch"] == 0.5
+    assert numba_rows[2]["img_per_s"] == pytest.approx(BATCH / 0.08) and numba_rows[2]["kind"] == "step"
+    goals = {(g["threads"], g["met"]) for g in document["goals"]}
+    assert goals == {(1, False), (2, True)}
+    text = report.text_table(document)
+    assert "MISSED numba training step of resnet10 with CBAM" in text and "1 thread:" in text
+    assert any(line.split()[:3] == ["resnet10-cbam", "2", "100"] for line in text.splitlines()), text
+    section = report.markdown(document)
+    assert "| resnet10-cbam | 1 | 100 | 640 | 200 | 320 | 0.50 |" in section
+
+
+def test_profile_of_a_training_step_accounts_for_the_step(monkeypatch):
+    monkeypatch.setattr(step_cases, "BATCH", 8)
+    monkeypatch.setattr(step_cases, "IMAGE_SIZE", 8)
+    result = profile_step("mobilenet-cbam", STEP_BACKEND, steps=1)
+    assert {"conv2d_forward", "conv2d_backward", "channel_gate_and_pool_forward"} <= set(result["kernels"])
+    assert set(result["kernels"]) <= set(FAMILY_OF)
+    timed = sum(result["phases"].values())
+    assert 0 < sum(ms for _, ms in result["kernels"].values()) < timed
+    text = format_profile("mobilenet-cbam", STEP_BACKEND, 1, result)
+    assert "outside the kernels" in text and "by family:" in text and "conv2d_backward" in text

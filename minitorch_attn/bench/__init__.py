@@ -15,12 +15,18 @@
 3. the *report*: ratio vs PyTorch's fastest formulation and time over the memory-traffic floor
    (``traffic.FLOOR``: the bytes a pass must move, at the best copy bandwidth measured for that shape).
 
+Then the training steps (``step_cases``: forward, cross-entropy, backward, SGD momentum of a whole small
+network against its ``interop.to_torch`` twin): one float64 check of the loss and every parameter
+gradient, then a timing group per side at each ``--step-threads`` count, reported in images per second.
+``--profile`` prints instead where one step spends its time, kernel by kernel (``profile``).
+
 The results document (JSON, ``bench-results/<machine>.json``):
 ``machine`` {cpu, cores, threads, system}, ``versions``, ``date``, ``command``, ``settings``,
 ``checks`` [{case, variant, backend, shape, dtype, max_rel_error | error}],
 ``bandwidth`` [{shape, dtype, side, gb_per_s}],
 ``entries`` [{name, kind (op/block), shape, dtype, pass (fwd / fwd+bwd), backend, median_ms, iqr_ms, reps,
 threads, ratio_vs_torch (PyTorch ms / ours: > 1 is faster than PyTorch), floor_ms, time_over_floor;
-PyTorch rows add torch_variant and torch_variants_ms}],
+PyTorch rows add torch_variant and torch_variants_ms; training steps have kind "step", pass "train step",
+the input's shape, and img_per_s}],
 ``goals`` [{goal, shape, quantity, value, target, met}], ``failures`` [check messages].
 """

@@ -10,6 +10,7 @@ import time
 
 from . import report, runner
 from .ops_cases import REDUCTION
+from .step_cases import STEP_CASES
 from .traffic import PASSES
 
 
@@ -46,6 +47,15 @@ def parser():
     p.add_argument("--ops", type=_names, help="op cases to time (default: all; 'none' for blocks only)")
     p.add_argument("--blocks", type=_names, help="blocks to time: cbam,bam (default both; 'none' for ops only)")
     p.add_argument("--passes", type=_names, default=PASSES, help="fwd and/or fwd+bwd (default both)")
+    p.add_argument("--steps", type=_names,
+                   help=f"training-step cases to time: {','.join(STEP_CASES)} (default all; none with --quick; "
+                        f"'none' for none)")
+    p.add_argument("--step-threads", type=lambda t: tuple(int(n) for n in _names(t)),
+                   help="thread counts of the training steps (default: 1 and --threads)")
+    p.add_argument("--profile", action="store_true",
+                   help="print where one training step of each --steps case (default resnet10-cbam) spends its "
+                        "time, kernel by kernel, on each --backends (default numba) at --threads; times nothing "
+                        "else")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="threads for every side (default: the number of cores, %(default)s here)")
     p.add_argument("--min-time", type=float, help="seconds of timed calls per measurement (default 0.5)")
@@ -67,9 +77,15 @@ def _cases(args):
     unknown = [name for name in ops if name not in OP_CASES] + [b for b in blocks if b not in runner.BLOCKS]
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; ops: {sorted(OP_CASES)}, blocks: {list(runner.BLOCKS)}")
-    if not ops + blocks:
-        raise SystemExit("nothing to time: --ops none and --blocks none")
     return ops + blocks
+
+
+def _steps(args, default):
+    steps = default if args.steps is None else () if args.steps == ("none",) else args.steps
+    unknown = [name for name in steps if name not in STEP_CASES]
+    if unknown:
+        raise SystemExit(f"unknown training-step case(s) {unknown}; expected some of {list(STEP_CASES)}")
+    return steps
 
 
 def _backends(names):
@@ -93,10 +109,16 @@ def settings_from(args):
     if args.threads < 1:
         raise SystemExit(f"--threads must be >= 1, got {args.threads}")
     quick = args.quick
+    cases, steps = _cases(args), _steps(args, () if quick else tuple(STEP_CASES))
+    if not cases + steps:
+        raise SystemExit("nothing to time: --ops none, --blocks none and no --steps")
+    step_threads = args.step_threads or tuple(sorted({1, args.threads}))
+    if min(step_threads) < 1:
+        raise SystemExit(f"--step-threads must be >= 1, got {step_threads}")
     return runner.Settings(
-        shapes=args.shapes or ((runner.QUICK_SHAPE,) if quick else runner.SHAPES),
-        dtypes=args.dtypes, backends=_backends(args.backends or ()), cases=_cases(args), passes=args.passes,
-        threads=args.threads,
+        shapes=() if not cases else args.shapes or ((runner.QUICK_SHAPE,) if quick else runner.SHAPES),
+        dtypes=args.dtypes, backends=_backends(args.backends or ()), cases=cases, passes=args.passes,
+        threads=args.threads, steps=steps, step_threads=step_threads,
         min_time=args.min_time if args.min_time is not None else (0.02 if quick else 0.5),
         min_reps=args.min_reps if args.min_reps is not None else (3 if quick else 20),
         warmup_time=0.01 if quick else 0.2, quick=quick)
@@ -119,6 +141,8 @@ def main(argv=None):
                 raise SystemExit(str(error)) from None
             print(f"updated {args.readme}", file=sys.stderr)
         return 0
+    if args.profile:
+        return profile(args)
     settings = settings_from(args)
     command = "python -m minitorch_attn.bench" + "".join(" " + shlex.quote(a) for a in (argv or sys.argv[1:]))
     started = time.perf_counter()
@@ -136,6 +160,21 @@ def main(argv=None):
     print(report.text_table(document))
     print(f"\nresults: {out}", flush=True)
     return 1 if document["failures"] else 0
+
+
+def profile(args):
+    """``--profile``: the kernel-by-kernel profile of one training step, in this process."""
+    from .profile import format_profile, profile_step
+
+    steps = _steps(args, ("resnet10-cbam",))
+    for name in _backends(args.backends or ("numba",)):
+        if name == "numba":
+            import numba
+
+            numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        for case in steps:
+            print(format_profile(case, name, args.threads, profile_step(case, name)), end="\n\n", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

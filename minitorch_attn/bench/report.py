@@ -13,6 +13,8 @@ def _groups(document):
     """{(shape, dtype): {(case, pass): {backend: entry}}} in the order the entries were measured."""
     groups = {}
     for entry in document["entries"]:
+        if entry["kind"] == "step":
+            continue
         group = groups.setdefault((tuple(entry["shape"]), entry["dtype"]), {})
         group.setdefault((entry["name"], entry["pass"]), {})[entry["backend"]] = entry
     return groups
@@ -69,6 +71,37 @@ def _rows(document):
         yield shape, dtype, header, rows
 
 
+def _step_rows(document):
+    """Header and rows of the training-step table: per (case, threads), PyTorch then each backend."""
+    backends = _backends(document)
+    steps = {}
+    for entry in document["entries"]:
+        if entry["kind"] == "step":
+            steps.setdefault((entry["name"], entry["threads"]), {})[entry["backend"]] = entry
+    header = ["training step", "threads", "torch ms", "torch img/s"]
+    for backend in backends:
+        header += [f"{backend} ms", f"{backend} img/s", "× torch"]
+    rows = []
+    for (case, threads), by_backend in steps.items():
+        torch_entry = by_backend.get("torch")
+        row = [case, str(threads)] + (["–", "–"] if torch_entry is None else
+                                      [_ms(torch_entry["median_ms"]), f"{torch_entry['img_per_s']:.0f}"])
+        for backend in backends:
+            entry = by_backend.get(backend)
+            row += ["–", "–", "–"] if entry is None else \
+                [_ms(entry["median_ms"]), f"{entry['img_per_s']:.0f}", _number(entry["ratio_vs_torch"])]
+        rows.append(row)
+    return header, rows
+
+
+def _step_title(document):
+    from .step_cases import describe
+
+    cases = sorted({e["name"] for e in document["entries"] if e["kind"] == "step"})
+    return "Training steps (forward, cross-entropy, backward, SGD), float32, train mode: " + "; ".join(
+        f"{case} = {describe(case)}" for case in cases)
+
+
 def _title(document, shape, dtype):
     threads = document["settings"]["threads"]
     return (f"(N,C,H,W) = {shape}, {dtype}, {threads} thread{'s' if threads != 1 else ''}; "
@@ -85,8 +118,9 @@ def _machine_line(document):
 def _goal_lines(document):
     for goal in document.get("goals", []):
         mark = "met" if goal["met"] else "MISSED"
-        yield (f"{mark:6s} {goal['goal']} at {tuple(goal['shape'])}: {goal['quantity']} = {goal['value']:.2f} "
-               f"(target {goal['target']})")
+        threads = goal.get("threads")
+        where = f"{tuple(goal['shape'])}" + ("" if threads is None else f", {threads} thread{'s' * (threads != 1)}")
+        yield f"{mark:6s} {goal['goal']} at {where}: {goal['quantity']} = {goal['value']:.2f} (target {goal['target']})"
 
 
 def text_table(document):
@@ -100,6 +134,14 @@ def text_table(document):
         lines.append(_title(document, shape, dtype))
         for row in [header] + rows:
             lines.append("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
+                                   for i, (cell, w) in enumerate(zip(row, widths))))
+        lines.append("")
+    header, rows = _step_rows(document)
+    if rows:
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        lines.append(_step_title(document))
+        for row in [header] + rows:
+            lines.append("  ".join(cell.ljust(w) if i < 1 else cell.rjust(w)
                                    for i, (cell, w) in enumerate(zip(row, widths))))
         lines.append("")
     lines += list(_goal_lines(document))
@@ -129,6 +171,9 @@ def markdown(document):
         if ops:
             lines += ["<details><summary>the ops at this shape</summary>", ""] + _markdown_table(header, ops) \
                 + ["", "</details>", ""]
+    header, rows = _step_rows(document)
+    if rows:
+        lines += [f"**{_step_title(document)}**", ""] + _markdown_table(header, rows) + [""]
     goals = list(_goal_lines(document))
     if goals:
         lines += ["Goals (float32):", ""] + [f"- {line}" for line in goals] + [""]

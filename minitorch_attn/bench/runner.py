@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from .ops_cases import OP_CASES, REDUCTION
+from .step_cases import BATCH, input_shape
 from .traffic import PASSES, floor_bytes, floor_ms
 
 SHAPES = ((32, 64, 32, 32), (16, 256, 28, 28), (8, 512, 14, 14))
@@ -29,11 +30,17 @@ GOALS = (
     ("numba CBAM forward ≥ 1.5× faster than PyTorch", "numba", "cbam", "fwd", "ratio_vs_torch", ">=", 1.5),
     ("numba CBAM forward+backward ≥ 3× faster than PyTorch",
      "numba", "cbam", "fwd+bwd", "ratio_vs_torch", ">=", 3.0),
-    ("numba BAM forward+backward at least as fast as PyTorch",
-     "numba", "bam", "fwd+bwd", "ratio_vs_torch", ">=", 1.0),
+    ("numba BAM forward+backward ≥ 1.2× faster than PyTorch",
+     "numba", "bam", "fwd+bwd", "ratio_vs_torch", ">=", 1.2),
     ("numba CBAM forward within 2.5× of the memory-traffic floor",
      "numba", "cbam", "fwd", "time_over_floor", "<=", 2.5),
+    ("numba training step of resnet10 with CBAM at least as fast as PyTorch",
+     "numba", "resnet10-cbam", "train step", "ratio_vs_torch", ">=", 1.0),
+    ("numba training step of resnet10 with BAM at least as fast as PyTorch",
+     "numba", "resnet10-bam", "train step", "ratio_vs_torch", ">=", 1.0),
 )
+#: Backends whose training step is timed unless --backends names others (NumPy's takes seconds a step).
+STEP_BACKENDS = ("numba", "cuda")
 
 
 class ChildFailed(RuntimeError):
@@ -53,6 +60,8 @@ class Settings:
     warmup_time: float = 0.2
     seed: int = 0
     quick: bool = False
+    steps: tuple = ()
+    step_threads: tuple = ()
     child_timeout: float = 1800.0
 
 
@@ -70,10 +79,10 @@ def run_child(spec, settings):
         spec_path, result_path = os.path.join(folder, "spec.json"), os.path.join(folder, "result.json")
         with open(spec_path, "w") as f:
             json.dump(spec, f)
-        what = f"{spec['mode']} {spec['side']} {tuple(spec['shape'])} {spec['dtype']}"
+        what = f"{spec['mode']} {spec['side']} {tuple(spec['shape'])} {spec['dtype']} {spec['threads']} threads"
         try:
             done = subprocess.run([sys.executable, "-m", "minitorch_attn.bench.worker", spec_path, result_path],
-                                  env=child_environment(settings.threads), capture_output=True, text=True,
+                                  env=child_environment(spec["threads"]), capture_output=True, text=True,
                                   timeout=settings.child_timeout)
         except subprocess.TimeoutExpired:
             raise ChildFailed(f"{what} ran longer than {settings.child_timeout:.0f} s") from None
@@ -172,8 +181,59 @@ def run(settings, log=print, command=None):
             if "torch" not in groups:
                 continue
             join_group(document, groups, shape, dtype)
+    if settings.steps:
+        run_steps(document, settings, [b for b in backends if settings.backends or b in STEP_BACKENDS], log)
     document["goals"] = evaluate_goals(document["entries"])
     return document
+
+
+def run_steps(document, settings, backends, log):
+    """The training-step cases: one float64 check against the PyTorch twins, then at each of
+    ``settings.step_threads`` a float32 timing group per side."""
+    from .worker import STEP_CHECK_DTYPE
+
+    shape = list(input_shape())
+    base = dict(shape=shape, dtype="float32", steps=list(settings.steps), threads=settings.threads,
+                min_time=settings.min_time, min_reps=settings.min_reps, warmup_time=settings.warmup_time,
+                seed=settings.seed)
+    log(f"check  {', '.join(backends)} training steps {', '.join(settings.steps)} against PyTorch")
+    try:
+        checks = run_child(dict(base, mode="step-check", side="check", dtype=STEP_CHECK_DTYPE,
+                                backends=list(backends)), settings)["checks"]
+    except ChildFailed as error:
+        _fail(document, log, error)
+        return
+    document["checks"] += [dict(c, shape=shape, dtype=STEP_CHECK_DTYPE) for c in checks]
+    for message in (c["error"] for c in checks if "error" in c):
+        _fail(document, log, message)
+    timed = [b for b in backends if not any("error" in c for c in checks if c["backend"] == b)]
+    for threads in settings.step_threads:
+        groups = {}
+        for side in ["torch"] + timed:
+            log(f"time   {side:6s} training steps, {threads} thread{'s' if threads != 1 else ''}")
+            try:
+                groups[side] = run_child(dict(base, mode="step-time", side=side, threads=threads), settings)
+            except ChildFailed as error:
+                _fail(document, log, error)
+        if "torch" in groups:
+            join_steps(document, groups, shape)
+
+
+def join_steps(document, groups, shape):
+    """Entries of one thread count's training steps: images per second and the ratio to PyTorch's step."""
+    torch_ms = {record["case"]: record["median_ms"] for record in groups["torch"]["timings"]}
+    for side, group in groups.items():
+        for record in group["timings"]:
+            entry = {
+                "name": record["case"], "kind": "step", "shape": shape, "dtype": "float32", "pass": record["pass"],
+                "backend": side, "median_ms": record["median_ms"], "iqr_ms": record["iqr_ms"],
+                "reps": record["reps"], "threads": group["threads"],
+                "ratio_vs_torch": torch_ms[record["case"]] / record["median_ms"],
+                "img_per_s": BATCH / (record["median_ms"] * 1e-3), "floor_ms": None, "time_over_floor": None,
+            }
+            if side == "torch":
+                entry["torch_variant"] = record["variant"]
+            document["entries"].append(entry)
 
 
 def _fail(document, log, problem):
@@ -221,19 +281,20 @@ def join_group(document, groups, shape, dtype):
 
 
 def evaluate_goals(entries):
-    """The GOALS at each of the issue's shapes that was measured (a --quick run has none)."""
+    """The GOALS at each of the issue's shapes (and thread counts, for the steps) that was measured
+    (a --quick run has none)."""
     goals = []
     for description, backend, case, pass_name, quantity, comparison, target in GOALS:
         for entry in entries:
             wanted = (backend, case, pass_name, "float32")
             if (entry["backend"], entry["name"], entry["pass"], entry["dtype"]) != wanted \
-                    or tuple(entry["shape"]) not in SHAPES:
+                    or (entry["kind"] != "step" and tuple(entry["shape"]) not in SHAPES):
                 continue
             value = entry[quantity]
             if value is None:
                 continue
             met = value >= target if comparison == ">=" else value <= target
-            goals.append(dict(goal=description, shape=entry["shape"], quantity=quantity, value=value,
-                              target=f"{comparison} {target}", met=met))
+            goals.append(dict(goal=description, shape=entry["shape"], threads=entry["threads"], quantity=quantity,
+                              value=value, target=f"{comparison} {target}", met=met))
     return goals
 

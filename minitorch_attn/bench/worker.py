@@ -5,7 +5,8 @@ The parent (:mod:`minitorch_attn.bench.runner`) starts every group with the same
 
 * ``check``: each of our backends against PyTorch on the same inputs and parameters (imports both; never timed);
 * ``time``: one side only (one of our backends, or ``torch``), so that PyTorch's and Numba's OpenMP
-  runtimes never share a process.
+  runtimes never share a process;
+* ``step-check`` and ``step-time``: the same two for the training-step cases (:mod:`.step_cases`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..testing import rel_error
 from .block_cases import BLOCK_VARIANTS, TORCH_BLOCKS, OursBlock, TorchBlock
 from .measure import COPIES, copy_bandwidth, measure
 from .ops_cases import OP_CASES, OursOp, TorchOp
+from .step_cases import OursStep, TorchStep
 from .traffic import PASSES
 
 #: Largest relative error (``testing.rel_error``) accepted before timing, per dtype: ten times the op
@@ -140,6 +142,60 @@ def time_group(spec):
     return result
 
 
+#: The training-step check runs in float64: a whole network's float32 gradients differ from PyTorch's by
+#: rounding of ~1e-4 (a spatial-gate conv weight sums 65536 products), which would hide a real mismatch.
+STEP_CHECK_DTYPE, STEP_CHECK_TOLERANCE = "float64", 1e-9
+
+
+def step_check_group(spec):
+    """One float64 training step of every step case on each backend against its PyTorch twin: the loss
+    and every parameter gradient; one record per (backend, case) with ``max_rel_error`` or ``error``."""
+    from .. import backend
+
+    records = []
+    for side in spec["backends"]:
+        with backend(side):
+            for name in spec["steps"]:
+                ours = OursStep(name, STEP_CHECK_DTYPE, spec["seed"])
+                theirs = TorchStep(ours)
+                pairs = [("loss", ours.step(), theirs.step())]
+                ours_grads, their_grads = ours.gradients(), theirs.gradients()
+                pairs += [(f"gradient of {key}", grad, their_grads.get(key)) for key, grad in ours_grads.items()]
+                worst_name, worst = "", 0.0
+                for what, a, b in pairs:
+                    a, b = np.asarray(a), None if b is None else np.asarray(b)
+                    error = rel_error(a, b) if b is not None and a.shape == b.shape else float("inf")
+                    if not error <= worst:
+                        worst_name, worst = what, error
+                record = {"backend": side, "case": name, "variant": "step"}
+                if worst <= STEP_CHECK_TOLERANCE:
+                    record["max_rel_error"] = worst
+                else:
+                    record["error"] = (f"{name} [{side} vs torch] {STEP_CHECK_DTYPE}: {worst_name} differs from "
+                                       f"PyTorch's, relative error {worst:.3g} > {STEP_CHECK_TOLERANCE:g}; "
+                                       f"refusing to time a different computation")
+                records.append(record)
+    return {"checks": records}
+
+
+def step_time_group(spec):
+    side = spec["side"]
+    timing = dict(min_time=spec["min_time"], min_reps=spec["min_reps"], warmup_time=spec["warmup_time"])
+    result = {"side": side, "threads": _set_threads(side, spec["threads"]), "timings": []}
+    if side != "torch":
+        from .. import set_backend
+
+        set_backend(side)
+    for name in spec["steps"]:
+        runner = OursStep(name, spec["dtype"], spec["seed"])
+        if side == "torch":
+            runner = TorchStep(runner)
+        record = {"case": name, "pass": "train step", "variant": "eager" if side == "torch" else None}
+        record.update(measure(runner.step, **timing).as_dict())
+        result["timings"].append(record)
+    return result
+
+
 def _set_threads(side, threads):
     """Pin the side's thread count (the environment already capped OpenMP and BLAS); returns what it uses."""
     if side == "torch":
@@ -159,7 +215,8 @@ def main(argv):
     spec_path, result_path = argv
     with open(spec_path) as f:
         spec = json.load(f)
-    result = check_group(spec) if spec["mode"] == "check" else time_group(spec)
+    modes = {"check": check_group, "time": time_group, "step-check": step_check_group, "step-time": step_time_group}
+    result = modes[spec["mode"]](spec)
     with open(result_path, "w") as f:
         json.dump(result, f)
 
