@@ -12,7 +12,8 @@ exercise is still that stub, prints one line saying which exercise to write firs
 restart the kernel (or re-import) and the cell runs. In the instructor's edition every exercise is written and
 ``ready`` returns True without printing anything.
 
-:func:`unfinished_exercise` does the same for an exception (the test suite turns such failures into skips).
+:func:`unfinished_exercise` does the same for an exception, :func:`unfinished_exercise_in` for the text of one
+that happened elsewhere (a child process): the test suite turns such failures into skips.
 :func:`doc` shows a docstring in a lesson with its formulas typeset instead of raw Sphinx markup.
 """
 from __future__ import annotations
@@ -99,6 +100,22 @@ def ready(*exercise_ids: str) -> bool:
     return not waiting
 
 
+_STUB_IN_TEXT = re.compile(r"NotImplementedError(?:: |\(['\"])Exercise (?P<id>\d+\.\d+): ")
+
+
+def _described(exercise_id: str) -> str:
+    try:
+        return f"exercise {exercise_id} ({where(exercise_id)})"
+    except KeyError:
+        return f"exercise {exercise_id}"
+
+
+def unfinished_exercise_in(text: str) -> str | None:
+    """The first exercise stub named in ``text`` (a child process's traceback, a table of errors), else None."""
+    found = sorted({m["id"] for m in _STUB_IN_TEXT.finditer(text)}, key=_sort_key)
+    return _described(found[0]) if found else None
+
+
 def unfinished_exercise(error: BaseException) -> str | None:
     """``"exercise 1.1 (global_avg_pool_backward in ...)"`` when ``error`` is an exercise's stub, else None.
 
@@ -113,10 +130,7 @@ def unfinished_exercise(error: BaseException) -> str | None:
         if isinstance(current, NotImplementedError):
             match = _STUB.match(str(current))
             if match:
-                try:
-                    return f"exercise {match['id']} ({where(match['id'])})"
-                except KeyError:
-                    return f"exercise {match['id']}"
+                return _described(match["id"])
         todo += [current.__cause__, current.__context__, *getattr(current, "exceptions", ())]
     return None
 

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from minitorch_attn.grading import edition
-from minitorch_attn.lessons import markdown_docstring, ready, unfinished_exercise
+from minitorch_attn.lessons import markdown_docstring, ready, unfinished_exercise, unfinished_exercise_in
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -169,6 +169,14 @@ def test_unfinished_exercise_looks_through_wrapped_errors():
     assert found.startswith("exercise 2.1 (linear_backward in minitorch_attn/backends/numpy_backend.py")
     assert unfinished_exercise(NotImplementedError("not an exercise")) is None
     assert unfinished_exercise(ValueError("Exercise 2.1: looks like one")) is None
+
+
+def test_unfinished_exercise_in_a_child_process_traceback_or_a_table():
+    traceback = 'File "x.py", line 3\nNotImplementedError: Exercise 3.1: backward of the channel-wise mean'
+    table = "[('conv2d', [\"NotImplementedError('Exercise 3.3: ...')\"]), ('linear', \"NotImplementedError('Exercise 2.1: x')\")]"
+    assert unfinished_exercise_in(traceback).startswith("exercise 3.1 (channel_mean_backward")
+    assert unfinished_exercise_in(table).startswith("exercise 2.1 (linear_backward")   # the first in course order
+    assert unfinished_exercise_in("AssertionError: Exercise 2.1: mentioned, not raised") is None
 
 
 def test_docstrings_are_shown_as_markdown_math():
