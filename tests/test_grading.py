@@ -30,6 +30,9 @@ from minitorch_attn.grading.trusted import TRUSTED
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
+# Each judge run starts a process per exercise; on a busy 2-core machine one test here can take minutes.
+pytestmark = pytest.mark.timeout(1800)
+
 
 @pytest.fixture(scope="module")
 def registry():
@@ -357,7 +360,8 @@ def test_a_solution_that_reaches_into_the_grader_or_another_backend_earns_nothin
 
 def test_an_ordinary_wrong_answer_reads_as_before(faulty_grades):
     row = faulty_grades[2]["3.4"]
-    assert row["status"] == "failed" and "the output has shape (2, 2, 9, 8), expected (2, 1, 9, 8)" in row["message"], row
+    assert row["status"] == "failed", row
+    assert row["message"].endswith("the output has shape (2, 2, 9, 8), expected (2, 1, 9, 8)"), row
 
 
 def _grade_edition(student_edition, tmp_path, edits, *selection):

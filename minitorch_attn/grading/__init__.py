@@ -16,15 +16,16 @@ the command exits with 1 when an exercise could not be judged.
 
 The rule for solutions (checked for every exercise; a test that breaks it earns no
 points): an exercise's code may use NumPy, the standard library and the rest of
-minitorch_attn, but not PyTorch, the grader, or another backend. Precisely, while
-exercise X is graded, no function of a module whose name starts with ``torch``,
+minitorch_attn, but not PyTorch, the grader, or another backend. Precisely: before
+anything runs, the judge reads X's exercise function and the functions of its module
+that it calls; they may not import or name a module whose name starts with ``torch``,
 ``minitorch_attn.grading``, ``minitorch_attn.backends.numba`` or
-``minitorch_attn.backends.cuda`` (except X's own backend: Numba for 9.1, CUDA for 9.2)
-may run when X's exercise function (or a function defined inside it) called it,
-directly or through other functions; what the stand-ins of other exercises do
-does not count. The judge also reads X's function, and the functions of its module
-it calls, before anything runs: they may not import or name such a module, nor
-pick such a backend by name (``kernels("numba")``).
+``minitorch_attn.backends.cuda`` (except X's own backend: Numba for 9.1, CUDA for 9.2),
+nor pick such a backend by name (``kernels("numba")``). And while X is graded, no
+function of those modules but PyTorch's (which patches the standard library, so its
+frames turn up under honest calls) may run when X's function, or a function defined
+inside it, called it, directly or through other functions; what the stand-ins of the
+other exercises do does not count.
 """
 from __future__ import annotations
 

@@ -4,8 +4,8 @@
   the functions of its module that it calls by name may not import, name or select
   (``kernels("numba")``, ``import_module("torch")``) a forbidden module.
 * :class:`CallWatch` (the student's process, while the graded calls run): a profile
-  hook that notices a function of a forbidden module running with the exercise's
-  code below it on the stack, unless a stand-in of another exercise is closer.
+  hook that notices a function of the grader or of another backend running with the
+  exercise's code below it on the stack, unless a stand-in of another exercise is closer.
 
 The second catches what no reading of the source can (a name built at run time);
 the first catches what a profile hook cannot see (a compiled Numba function of
@@ -152,6 +152,10 @@ def stand_in(function):
 _STAND_IN_CODE = stand_in(None).__code__
 
 
+class Reached(BaseException):
+    """Raised into the student's code at the forbidden call (a BaseException: ``except Exception`` won't hide it)."""
+
+
 class CallWatch:
     """A profile hook: records the first forbidden function that the exercise's code causes to run.
 
@@ -161,7 +165,9 @@ class CallWatch:
 
     def __init__(self, exercise_function, exercise_module: str):
         self.codes = _nested_codes(exercise_function.__code__)
-        self.prefixes = forbidden_prefixes(exercise_module)
+        # Not torch: importing it patches the standard library (inspect.getfile), so its frames turn up
+        # under honest calls (Numba compiling a kernel); PyTorch is left to the static check.
+        self.prefixes = tuple(p for p in forbidden_prefixes(exercise_module) if p != "torch")
         self.found = None
 
     def _hook(self, frame, event, arg):
@@ -177,7 +183,8 @@ class CallWatch:
             if caller.f_code in self.codes:
                 where = caller.f_code.co_filename.replace("\\", "/").rsplit("/", 1)[-1]
                 self.found = f"{where}:{caller.f_lineno} calls {name}.{frame.f_code.co_name}"
-                return
+                # Raised here, the exception stops the call before its first line (and unsets the hook).
+                raise Reached(self.found)
             caller = caller.f_back
 
     def __enter__(self):

@@ -257,9 +257,14 @@ def run(selection=(), *, tests_dir=None, timeout=DEFAULT_TIMEOUT, replace=None, 
                                plugins=[judge])
     finally:
         judge.close()
-    tasks = {i: t for i, t in exercise_tasks().items() if selects(i, selection)}
+    known = exercise_tasks()
+    tasks = {i: t for i, t in known.items() if selects(i, selection)}
     problems = [] if collect_only else list(judge.broken_files.values())
     report = Report(list(judge.outcomes.values()), tasks, problems + judge.problems)
+    unknown = [s for s in selection if not any(selects(i, [s]) for i in known)]
+    if unknown:
+        ids = ", ".join(sorted(known, key=exercise_key))
+        report.problems.append(f"no exercise or lesson {', '.join(unknown)} (the exercises are {ids})")
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED) \
             and not report.problems:
         tail = output.getvalue().strip().splitlines()[-3:]
