@@ -1,7 +1,7 @@
 """Reading the ablation results as evidence: which of the papers' claims our seeds can test, and with what result.
 
 :mod:`.report` compares every row of a table with one reference row. The papers' claims are often about two
-other rows (CBAM's avg & max pooling against SE's avg pooling), and each paper gap comes from a single run.
+other rows (CBAM's avg & max pooling against SE's avg pooling), and each paper gap is between two single numbers (no spread over runs is reported).
 The questions lessons 11, 12 and 15 ask of the committed results:
 
 * :func:`compare`: one claim, "``better`` has a lower error than ``worse``": the paper's gap, ours with
@@ -186,7 +186,7 @@ def interval(better_errors, worse_errors, level=LEVEL):
 
 def gap_figure(names, results=None, path=None):
     """A forest plot of every tested row of experiments ``names`` (see :func:`agreement`): on the left the
-    paper's gap to the table's reference row (one run), on the right ours with its 95 % interval. Green: the
+    paper's gap to the table's reference row (one number per row), on the right ours with its 95 % interval. Green: the
     same direction as the paper, red: the opposite; a filled dot is above the noise, an open one within it.
     Writes a PNG and returns its path."""
     from matplotlib.figure import Figure  # no pyplot: the lesson's own plotting backend stays as it is
@@ -209,7 +209,7 @@ def gap_figure(names, results=None, path=None):
         axis.grid(axis="x", alpha=0.3)
     paper_axis.set_xlabel("paper: error − reference row's (points)", fontsize=9)
     our_axis.set_xlabel("ours: error − reference row's (points, 95 % interval)", fontsize=9)
-    paper_axis.set_title("paper (one run per row)", fontsize=10)
+    paper_axis.set_title("paper (one number per row, no spread)", fontsize=10)
     our_axis.set_title("ours (green: paper's direction, red: opposite; filled: above the noise)", fontsize=9)
     if not found:
         our_axis.text(0.5, 0.5, "no row with two seeds on both sides yet", ha="center", transform=our_axis.transAxes)
