@@ -49,6 +49,8 @@ from .pooling import (  # noqa: F401
     channel_mean_backward,
     channel_max_forward,
     channel_max_backward,
+    global_avg_max_pool_forward,
+    global_avg_max_pool_backward,
 )
 from .dense import (  # noqa: F401
     linear_forward,
@@ -78,8 +80,6 @@ from .loss import (  # noqa: F401
     softmax_cross_entropy_backward,
 )
 from .attention import (  # noqa: F401
-    global_avg_max_pool_forward,
-    global_avg_max_pool_backward,
     channel_gate_and_pool_forward,
     channel_gate_and_pool_backward,
     residual_gate_forward,

@@ -9,19 +9,12 @@ from numba import cuda
 from . import device
 from .device import MAX_THREADS_PER_BLOCK, _check_not_empty
 from .blocks import _beats, _block_first_max, _block_sum, _sigmoid
-from .pooling import _global_avg_max_kernel, _global_pool_backward, _global_reduce, _pixels
+from .pooling import _pixels
 
 
 # --------------------------------------------------------------------------
 # Fused attention kernels: each reads the big (N, C, H, W) tensors once.
 # --------------------------------------------------------------------------
-def global_avg_max_pool_forward(x):
-    _check_not_empty("global_avg_max_pool_forward", "x", x.shape, (2, 3), "H×W")
-    return _global_reduce(_global_avg_max_kernel, x, outputs=[x.dtype, x.dtype, np.int64])
-
-
-def global_avg_max_pool_backward(grad_avg, grad_max, index, shape):
-    return _global_pool_backward(grad_avg, grad_max, index, shape)
 
 
 @cuda.jit

@@ -271,3 +271,15 @@ def channel_mean_backward(grad, shape):
 
 def channel_max_backward(grad, index, shape):
     return _channel_pool_backward(np.zeros_like(grad), grad, index, shape)
+
+
+# --------------------------------------------------------------------------
+# Both of CBAM's global descriptors (avg and max) in one read of each row.
+# --------------------------------------------------------------------------
+def global_avg_max_pool_forward(x):
+    _check_not_empty("global_avg_max_pool_forward", "x", x.shape, (2, 3), "H×W")
+    return _global_reduce(_global_avg_max_kernel, x, outputs=[x.dtype, x.dtype, np.int64])
+
+
+def global_avg_max_pool_backward(grad_avg, grad_max, index, shape):
+    return _global_pool_backward(grad_avg, grad_max, index, shape)

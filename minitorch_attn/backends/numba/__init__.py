@@ -55,6 +55,8 @@ from .pooling import (  # noqa: F401
     channel_mean_backward,
     channel_max_forward,
     channel_max_backward,
+    global_avg_max_pool_forward,
+    global_avg_max_pool_backward,
 )
 from .dense import (  # noqa: F401
     linear_forward,
@@ -84,8 +86,6 @@ from .loss import (  # noqa: F401
     softmax_cross_entropy_backward,
 )
 from .attention import (  # noqa: F401
-    global_avg_max_pool_forward,
-    global_avg_max_pool_backward,
     channel_gate_and_pool_forward,
     channel_gate_and_pool_backward,
     residual_gate_forward,

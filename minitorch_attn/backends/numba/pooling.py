@@ -286,3 +286,45 @@ def channel_max_backward(grad, index, shape):
     index = _as_index("channel_max_backward", "index", index, (N, 1, H, W), C)
     _channel_max_backward_loop(grad, index.reshape(N, H * W), dx)
     return dx.reshape(shape)
+
+
+# --------------------------------------------------------------------------
+# Both of CBAM's global descriptors (avg and max) in one read of each plane.
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _global_avg_max_pool_loop(planes, avg, peak, index):
+    """CBAM's channel descriptors: avg[p] = mean of plane p, peak[p] = its max, index[p] = first argmax."""
+    count = planes.dtype.type(planes.shape[1])
+    for p in prange(planes.shape[0]):
+        total, peak[p], index[p] = _sum_and_first_max(planes[p])
+        avg[p] = total / count
+
+
+@njit(parallel=True, cache=True)
+def _global_avg_max_pool_backward_loop(grad_avg, grad_max, index, dx):
+    """dx[p, s] = g_avg[p]/S + (g_max[p] if s is the argmax): each plane written once."""
+    count = dx.dtype.type(dx.shape[1])
+    for p in prange(dx.shape[0]):
+        share = grad_avg[p] / count
+        for s in range(dx.shape[1]):
+            dx[p, s] = share
+        dx[p, index[p]] += grad_max[p]
+
+
+def global_avg_max_pool_forward(x):
+    """CBAM's two descriptors in one pass: ``(avg (N,C), max (N,C), index (N,C))``."""
+    planes, nc = _planes("global_avg_max_pool_forward", x, is_max=True)
+    avg, peak = np.empty(planes.shape[0], planes.dtype), np.empty(planes.shape[0], planes.dtype)
+    index = np.empty(planes.shape[0], np.int64)
+    _global_avg_max_pool_loop(planes, avg, peak, index)
+    return avg.reshape(nc), peak.reshape(nc), index.reshape(nc)
+
+
+def global_avg_max_pool_backward(grad_avg, grad_max, index, shape):
+    kernel = "global_avg_max_pool_backward"
+    grad_avg, shape, dx = _pooled_grad(kernel, grad_avg, shape)
+    grad_max = _as_float(kernel, "grad_max", grad_max, 2, dx.dtype)
+    _check_shape(kernel, "grad_max", grad_max, shape[:2])
+    index = _as_index(kernel, "index", index, shape[:2], dx.shape[1])
+    _global_avg_max_pool_backward_loop(grad_avg, grad_max.reshape(-1), index.reshape(-1), dx)
+    return dx.reshape(shape)
