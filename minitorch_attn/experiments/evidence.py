@@ -107,8 +107,9 @@ def summary(names, results=None):
     if not tested:
         return "No row has two seeds on both sides yet: there is nothing to compare."
     std, _ = seed_noise(names, results)
-    text = (f"Of {tested} rows, {same} move the way the paper's did and {tested - same} the other way (a coin would "
-            f"give about {tested / 2:.0f} each); {above} {'is' if above == 1 else 'are'} above the noise "
+    text = (f"Of {tested} rows, {same} move the way the paper's did and {tested - same} the other way (the rows of "
+            f"one table share its reference row, so they are not independent votes); {above} "
+            f"{'is' if above == 1 else 'are'} above the noise "
             f"({found['above_noise_same']} the paper's way, {found['above_noise_opposite']} against it).")
     if above == 0:
         return text + (f" None of the gaps is larger than the seed-to-seed noise ({std:.2f} points): at this scale "
@@ -192,7 +193,7 @@ def gap_figure(names, results=None, path=None):
     from matplotlib.figure import Figure  # no pyplot: the lesson's own plotting backend stays as it is
 
     found = agreement(names, results)["rows"]
-    figure = Figure(figsize=(10, 0.32 * max(len(found), 3) + 1.4))
+    figure = Figure(figsize=(10.5, 0.32 * max(len(found), 3) + 1.6))
     paper_axis, our_axis = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": (1, 1.4)})
     references = {name: rows(name, results)[tables.get(name).reference]["errors"] for name in names}
     for y, row in enumerate(found):
@@ -210,7 +211,8 @@ def gap_figure(names, results=None, path=None):
     paper_axis.set_xlabel("paper: error − reference row's (points)", fontsize=9)
     our_axis.set_xlabel("ours: error − reference row's (points, 95 % interval)", fontsize=9)
     paper_axis.set_title("paper (one number per row, no spread)", fontsize=10)
-    our_axis.set_title("ours (green: paper's direction, red: opposite; filled: above the noise)", fontsize=9)
+    our_axis.set_title("ours (mean over seeds, 95 % interval)\ngreen: paper's direction · red: opposite · "
+                       "filled: above noise", fontsize=9)
     if not found:
         our_axis.text(0.5, 0.5, "no row with two seeds on both sides yet", ha="center", transform=our_axis.transAxes)
     figure.tight_layout()
