@@ -10,11 +10,12 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 from minitorch_attn import ops
 from minitorch_attn.backends import backend, kernels
 from minitorch_attn.tensor import Tensor
+
+torch = pytest.importorskip("torch")
 
 SHAPE = (2, 5, 3, 4)
 #: Where the odd value goes along the reduced axis (positions in a plane, a channel run or a logits row).
@@ -61,6 +62,8 @@ OPS = {
         "channels", lambda x, e: ops.channel_gate_and_pool(x, Tensor(e)),
         lambda t, e: (lambda y: (y, torch.cat([y.mean(dim=1, keepdim=True), _torch_max_channels(y)], 1)))(
             t * torch.from_numpy(e)[:, :, None, None])),
+    "relu": ("plane", lambda x, e: ops.relu(x), lambda t, e: torch.relu(t)),
+    "sigmoid": ("plane", lambda x, e: ops.sigmoid(x), lambda t, e: torch.sigmoid(t)),
     "cross_entropy": ("logits", None, None),  # (logits, labels): see run_case
 }
 
@@ -146,3 +149,21 @@ def run_empty_case(backend_name, name, dtype):
         actual = getattr(kernels(backend_name), name)(*args)
     for a, e in zip(_as_tuple(actual), _as_tuple(expected)):
         np.testing.assert_array_equal(a, e, err_msg=f"{name} on {backend_name}")
+
+
+def run_module_case(backend_name, pool_types):
+    """CBAM's channel gate with a NaN first in one plane (the issue's crash on Numba) against its PyTorch twin:
+    NaN in the same places (the whole sample: every channel's gate reads the NaN descriptor)."""
+    from minitorch_attn.interop import to_torch
+    from minitorch_attn.nn import ChannelGate
+
+    x = np.random.default_rng(3).standard_normal((2, 16, 5, 6)).astype(np.float32)
+    x[0, 3, 0, 0] = np.nan
+    gate = ChannelGate(16, reduction_ratio=4, pool_types=pool_types).to(np.float32)
+    twin = to_torch(gate)
+    with backend(backend_name):
+        ours = gate(Tensor(x)).numpy()
+    theirs = twin(torch.from_numpy(x)).detach().numpy()
+    assert np.isnan(theirs).sum() == 16 * 5 * 6  # the whole first sample
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-5, atol=1e-6)

@@ -125,7 +125,9 @@ def relu_forward(x):
 
 
 def relu_backward(grad, out):
-    return grad * (out > 0)
+    # The gradient is stopped where out <= 0 (subgradient 0 at 0) and passes elsewhere, NaN included,
+    # as PyTorch's threshold_backward does.
+    return np.where(out <= 0, 0, grad).astype(grad.dtype, copy=False)
 
 
 def sigmoid_forward(x):

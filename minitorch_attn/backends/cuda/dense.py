@@ -71,15 +71,16 @@ def linear_backward(grad, x, weight, has_bias):
 
 @cuda.jit
 def _relu_kernel(x, out):
+    """max(x, 0), with NaN kept (as np.maximum and torch.relu keep it): test x < 0, not x > 0."""
     for k in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        out[k] = x[k] if x[k] > 0 else 0
+        out[k] = 0 if x[k] < 0 else x[k]
 
 
 @cuda.jit
 def _relu_backward_kernel(grad, out, dx):
-    """dx = g where the output was positive, else 0."""
+    """dx = 0 where out <= 0, else g (NaN outputs pass the gradient, as in PyTorch)."""
     for k in range(cuda.grid(1), grad.size, cuda.gridsize(1)):
-        dx[k] = grad[k] if out[k] > 0 else 0
+        dx[k] = 0 if out[k] <= 0 else grad[k]
 
 
 @cuda.jit

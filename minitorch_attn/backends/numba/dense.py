@@ -61,10 +61,10 @@ def _relu_loop(x, out):
 
 @njit(parallel=True, cache=True)
 def _relu_backward_loop(grad, out, dx):
-    """The gradient passes where the output is positive (subgradient 0 at 0)."""
+    """The gradient is stopped where out <= 0 (subgradient 0 at 0) and passes elsewhere, NaN included (PyTorch's rule)."""
     zero = dx.dtype.type(0)
     for i in prange(dx.shape[0]):
-        dx[i] = grad[i] if out[i] > zero else zero
+        dx[i] = zero if out[i] <= zero else grad[i]
 
 
 @njit(parallel=True, cache=True)
