@@ -119,8 +119,11 @@ class StudentProcess:
             self.kill()
             doing = f" {doing}" if doing else ""
             self.gone = f"killed after {limit or self.timeout:g} s{doing}: an endless loop, or far too slow?"
-        except (EOFError, OSError, ValueError):
+        except (EOFError, OSError):
             self._died()
+        except Exception as error:  # not a wire message: something in the process wrote to the judge's pipe
+            self.kill()
+            self.gone = f"sent a reply the judge cannot read ({type(error).__name__})"
         raise StudentGone(self.gone)
 
     def _died(self):
