@@ -127,7 +127,7 @@ def format_report(name, results=None):
              f"Δ against '{experiment.variant(experiment.reference).label}'; p: Welch's t-test.", ""]
     header = "| row | paper err | paper Δ | ours err | ours Δ | p | verdict | params | MMACs |"
     if experiment.localisation:
-        header = header[:-1] + " energy in box | pointing game |"
+        header += " energy in box | pointing game |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     for row in rows:
         cells = [row["label"], "–" if row["paper"] is None else f"{row['paper']:.2f}",
