@@ -16,7 +16,7 @@ WORKERS ?= 2
 
 DEPS := pyproject.toml
 
-.PHONY: lab test test-slow test-gpu parity bench html clean-venv
+.PHONY: lab test test-slow test-gpu parity bench experiments html clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,15 @@ parity: $(VENV)/.installed-test
 # ARGS="--quick" for a smoke run, e.g. ARGS="--shapes 16x256x28x28 --blocks cbam --ops none".
 bench: $(VENV)/.installed-test
 	$(PY) -m minitorch_attn.bench $(ARGS)
+
+# Every ablation table of the papers trained (3 seeds; finished runs are kept, so it resumes), then reported
+# beside the papers' numbers with a figure per table in data/results/<experiment>/figure.png.
+# SEEDS, JOBS (runs side by side, one Numba thread each) and ARGS="--quick" (tiny budget) adjust it.
+SEEDS ?= 3
+JOBS  ?= 2
+experiments: $(VENV)/.installed-test
+	$(PY) -m minitorch_attn.experiments run all --seeds $(SEEDS) --jobs $(JOBS) $(ARGS)
+	$(PY) -m minitorch_attn.experiments report all $(filter --quick,$(ARGS))
 
 clean-venv:
 	rm -rf $(VENV)
