@@ -1,4 +1,6 @@
 """Shared fixtures: the backends to run on, the two float dtypes, a seeded generator, hypothesis defaults."""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -10,6 +12,19 @@ from minitorch_attn.lessons import unfinished_exercise, unfinished_exercise_in
 # (the first Numba call of a kernel compiles it).
 settings.register_profile("minitorch_attn", max_examples=20, deadline=None, print_blob=True)
 settings.load_profile("minitorch_attn")
+
+
+def pytest_configure(config):
+    """One thread per xdist worker for PyTorch and Numba: the workers already fill the cores, and a second
+    thread per worker (torch's spin-waits, Numba's hand-offs on tiny tensors) made tests many times slower.
+    Results do not depend on it: the kernels give the same bits for any thread count (test_backend_numba
+    sets the counts it compares itself)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import numba
+        import torch
+
+        torch.set_num_threads(1)
+        numba.set_num_threads(1)
 
 
 def _backend_params():
