@@ -69,11 +69,13 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_runtest_makereport(item, call):
     """Student edition: a test that stops at an unwritten exercise is skipped and says which one.
 
-    The stub may also have raised in a child process, whose traceback the failure message carries. The
-    grader's tests (tests/graded) are left to it: it scores them itself.
+    The stub may also have raised in a child process or been caught and printed (a parity table), so the
+    failure message and the test's captured output are read too. The grader's tests (tests/graded) are left
+    to it: it scores them itself.
     """
     report = (yield).get_result()
     if report.failed and call.excinfo is not None and item.path.parent.name != "graded":
-        waiting = unfinished_exercise(call.excinfo.value) or unfinished_exercise_in(report.longreprtext)
+        text = report.longreprtext + "".join(content for _, content in report.sections)
+        waiting = unfinished_exercise(call.excinfo.value) or unfinished_exercise_in(text)
         if waiting:
             report.outcome, report.longrepr = "skipped", (str(item.path), item.location[1], f"waits for {waiting}")
