@@ -18,6 +18,7 @@ import numpy as np
 
 from . import nn, ops
 from .autograd import is_grad_enabled, no_grad
+from .exercise import exercise
 from .nn.bam import maximum
 from .nn.cbam import expand_channels
 from .nn.layers import check_input
@@ -127,6 +128,8 @@ def capture_attention(model):
 # --------------------------------------------------------------------------
 # Grad-CAM
 # --------------------------------------------------------------------------
+@exercise("14.1", "Grad-CAM: channel weights alpha (the spatial mean of the gradients), then "
+                  "ReLU(sum_k alpha_k A^k) per image (lesson 14)")
 def grad_cam_map(activations, gradients):
     """Grad-CAM (Selvaraju et al., ICCV 2017, Eqs. 1-2) from a layer's activations and their gradients.
 
@@ -134,10 +137,12 @@ def grad_cam_map(activations, gradients):
         L^c       = ReLU( sum_k alpha_k^c A^k )                      (one map per image)
 
     activations A (N, K, h, w); gradients d y^c / d A (N, K, h, w), y^c the class score before the
-    softmax -> L (N, h, w), at the layer's resolution.
+    softmax -> L (N, h, w), at the layer's resolution, in the inputs' dtype.
     """
+    # BEGIN SOLUTION
     alpha = gradients.mean(axis=(2, 3))
     return np.maximum(np.einsum("nk,nkij->nij", alpha, activations), 0)
+    # END SOLUTION
 
 
 def upsample_bilinear(maps, size):
@@ -312,15 +317,19 @@ def energy_inside(cams, masks):
     return np.divide(inside, total, out=np.zeros_like(total, dtype=float), where=total > 0)
 
 
+@exercise("14.2", "the pointing game: whether each map's first maximum (row-major) lies in its mask; a map "
+                  "with no positive value is a miss (lesson 14)")
 def pointing_hits(cams, masks):
     """The pointing game: is each map's maximum inside its region? (N,) bool.
 
-    The maximum is the first in row-major order (``np.argmax``); a map with no positive value points
-    nowhere and counts as a miss.
+    cams (N, H, W), masks (N, H, W) bool. The maximum is the first in row-major order (``np.argmax``); a map
+    with no positive value points nowhere and counts as a miss.
     """
+    # BEGIN SOLUTION
     flat = cams.reshape(len(cams), -1)
     peak = np.argmax(flat, axis=1)
     return masks.reshape(len(masks), -1)[np.arange(len(cams)), peak] & (flat.max(axis=1) > 0)
+    # END SOLUTION
 
 
 def localisation_scores(cams, masks=None, boxes=None):

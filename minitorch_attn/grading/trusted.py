@@ -232,6 +232,43 @@ def receptive_field(layers):
     return int(reached[-1] - reached[0] + 1)
 
 
+def sgd_update(param, grad, buffer, lr, momentum, weight_decay):
+    """torch.optim.SGD's step on ``param`` (in place, through a tensor sharing its memory); returns the buffer."""
+    leaf = torch.nn.Parameter(torch.from_numpy(param))
+    leaf.grad = torch.from_numpy(np.array(grad))
+    optimizer = torch.optim.SGD([leaf], lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if buffer is not None and momentum:
+        optimizer.state[leaf]["momentum_buffer"] = torch.from_numpy(np.array(buffer))
+    with torch.no_grad():
+        optimizer.step()
+    state = optimizer.state[leaf].get("momentum_buffer")
+    return None if state is None else state.numpy().copy()
+
+
+def conv_macs(weight, output_shape):
+    """PyTorch's FLOP counter on a stride-1 conv with the same weight and output size (meta tensors), halved."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    out_h, out_w = output_shape[2], output_shape[3]
+    k_h, k_w = weight.shape[2], weight.shape[3]
+    x = torch.empty((1, weight.shape[1], out_h + k_h - 1, out_w + k_w - 1), device="meta")
+    with FlopCounterMode(display=False) as counter:
+        F.conv2d(x, torch.empty(tuple(weight.shape), device="meta"))
+    return int(counter.get_total_flops() // 2)
+
+
+def grad_cam_map(activations, gradients):
+    a, g = torch.from_numpy(np.asarray(activations)), torch.from_numpy(np.asarray(gradients))
+    return torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1)).numpy()
+
+
+def pointing_hits(cams, masks):
+    flat = torch.from_numpy(np.ascontiguousarray(cams)).flatten(1)
+    peak = flat.argmax(dim=1)  # the first maximum, as np.argmax
+    inside = torch.from_numpy(np.ascontiguousarray(masks)).flatten(1).gather(1, peak[:, None])[:, 0]
+    return (inside & (flat.amax(dim=1) > 0)).numpy()
+
+
 #: Exercise id -> trusted implementation. Every exercise in the registry must have one (a test checks).
 TRUSTED = {
     "1.1": global_avg_pool_backward,
@@ -251,4 +288,8 @@ TRUSTED = {
     "9.2": channel_mean_forward,
     "11.1": welch_t_test,
     "12.1": receptive_field,
+    "10.1": sgd_update,
+    "13.1": conv_macs,
+    "14.1": grad_cam_map,
+    "14.2": pointing_hits,
 }

@@ -19,16 +19,21 @@ import contextlib
 import numpy as np
 
 from .. import nn
+from ..exercise import exercise
 from ..autograd import no_grad
 from ..tensor import Tensor
 
 
+@exercise("13.1", "a conv's multiply-accumulates per image: C_out × C_in/groups × kH × kW at every output "
+                  "pixel (lesson 13)")
 def conv_macs(weight, output_shape):
     """Multiply-accumulates of a conv per sample: C_out × C_in/groups × kH × kW, once per output pixel.
 
-    weight (C_out, C_in/groups, kH, kW); output_shape (N, C_out, H_out, W_out).
+    weight (C_out, C_in/groups, kH, kW); output_shape (N, C_out, H_out, W_out). -> an int.
     """
+    # BEGIN SOLUTION
     return weight.size * output_shape[2] * output_shape[3]
+    # END SOLUTION
 
 
 def linear_macs(weight):

@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..exercise import exercise
 from ..tensor import Tensor
 from .module import state_dict_problems
 
@@ -126,12 +127,31 @@ class SGD(Optimizer):
         for param, state in zip(self.parameters, self.state):
             if param.grad is None:
                 continue
-            direction = param.grad + weight_decay * param.data if weight_decay else param.grad
-            if momentum:
-                previous = state.get("momentum_buffer")
-                direction = np.array(direction) if previous is None else momentum * previous + direction
-                state["momentum_buffer"] = direction
-            param.data -= (lr * direction).astype(param.dtype)
+            buffer = sgd_update(param.data, param.grad, state.get("momentum_buffer"), lr, momentum, weight_decay)
+            if buffer is not None:
+                state["momentum_buffer"] = buffer
+
+
+@exercise("10.1", "SGD with momentum and weight decay: one in-place step of one parameter, returning the new "
+                  "momentum buffer (lesson 10)")
+def sgd_update(param, grad, buffer, lr, momentum, weight_decay):
+    r"""One step of :class:`SGD` for one parameter, in place: with η = ``lr``, μ = ``momentum``,
+    λ = ``weight_decay``,
+
+    .. math:: d = g + \lambda p, \qquad v \leftarrow \mu v + d \ (v = d \text{ when there is no buffer yet}),
+              \qquad p \leftarrow p - \eta v
+
+    (without momentum, μ = 0, the step is :math:`p \leftarrow p - \eta d`). param p: ndarray, updated in place
+    and kept in its dtype; grad g: its gradient, same shape; buffer v: the momentum buffer or None before the
+    first step. Returns the new buffer (a new array, never ``grad`` itself), or None when μ = 0.
+    """
+    # BEGIN SOLUTION
+    direction = grad + weight_decay * param if weight_decay else grad
+    if momentum:
+        direction = np.array(direction) if buffer is None else momentum * buffer + direction
+    param -= (lr * direction).astype(param.dtype)
+    return direction if momentum else None
+    # END SOLUTION
 
 
 class Adam(Optimizer):
