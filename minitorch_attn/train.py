@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
-import tempfile
 import time
 from collections import OrderedDict
 
@@ -35,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import nn, ops
+from .files import write_atomic
 from .autograd import no_grad
 from .nn.module import StateDictError
 from .tensor import Tensor
@@ -88,25 +87,8 @@ class History:
         return f"History({len(self.epochs)} epochs, best_val_accuracy={self.best_val_accuracy})"
 
 
-# --------------------------------------------------------------------------
-# Atomic files
-# --------------------------------------------------------------------------
-def _write_atomic(path, write):
-    """``write(file)`` into a temporary file next to ``path``, then rename it over ``path``."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_history(path, history):
-    _write_atomic(path, lambda file: file.write(json.dumps(history.to_dict(), indent=1).encode()))
+    write_atomic(path, lambda file: file.write(json.dumps(history.to_dict(), indent=1).encode()))
 
 
 def save_checkpoint(path, model, optimizer, scheduler, epoch, history):
@@ -118,7 +100,7 @@ def save_checkpoint(path, model, optimizer, scheduler, epoch, history):
     arrays["epoch"] = np.array(epoch)
     arrays["history"] = np.array(json.dumps(history.to_dict()))
     arrays["classes"] = np.array(_classes(optimizer, scheduler))
-    _write_atomic(path, lambda file: np.savez(file, **arrays))
+    write_atomic(path, lambda file: np.savez(file, **arrays))
 
 
 def _classes(optimizer, scheduler):

@@ -27,6 +27,7 @@ from . import cluttered, signal_noise
 from .dataset import SPLITS, Dataset, check_int, check_split
 from .render import chunk_ranges
 from .sources import DATA_DIR
+from ..files import write_atomic
 
 GENERATORS = {module.NAME: module for module in (cluttered, signal_noise)}
 DATASETS = tuple(GENERATORS)
@@ -86,13 +87,6 @@ def npy_bytes(array):
     return buffer.getvalue()
 
 
-def write_atomically(path, raw):
-    # Another process may be building the same cache: each writes its own temporary file, then renames.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(raw)
-    os.replace(tmp, path)
-
-
 def build(name, seed, opts, folder):
     """Generate every split, write the files, then the manifest (last, so a half-written cache is never valid)."""
     started = time.perf_counter()
@@ -104,12 +98,13 @@ def build(name, seed, opts, folder):
         for key in ARRAYS:
             raw = npy_bytes(arrays[key])
             filename = f"{split}-{key}.npy"
-            write_atomically(folder / filename, raw)
+            write_atomic(folder / filename, lambda file: file.write(raw))
             files[filename] = {"shape": list(arrays[key].shape), "dtype": str(arrays[key].dtype),
                                "sha256": hashlib.sha256(raw).hexdigest()}
     manifest = {"dataset": name, "generator_version": module.VERSION, "seed": seed, "options": opts,
                 "numpy": np.__version__, "files": files}
-    write_atomically(folder / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    text = json.dumps(manifest, indent=1) + "\n"
+    write_atomic(folder / "manifest.json", lambda file: file.write(text.encode()))
     print(f"data: generated {name} seed {seed} into {folder} in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
     return manifest

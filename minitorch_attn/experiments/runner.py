@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 
+from ..files import write_atomic
 from . import localisation, tables
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -103,17 +104,8 @@ def load_result(path):
 
 
 def write_json_atomic(path, payload):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(payload, out, indent=1)
-            out.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
+    text = json.dumps(payload, indent=1) + "\n"
+    write_atomic(path, lambda file: file.write(text.encode()))
 
 
 def check_seeds(seeds):
