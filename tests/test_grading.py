@@ -6,6 +6,7 @@ graded test fails with its own exercise's NotImplementedError and the score is
 exiting, hanging or leaking one fails alone, and student code cannot change the
 score; (c) every planted mistake (tests/grading_mutants.py) is caught.
 """
+import fnmatch
 import json
 import os
 import pathlib
@@ -195,7 +196,8 @@ def _python(edition_dir, *arguments, timeout=600):
 def test_student_edition_has_no_solutions_and_no_instructor_files(student_edition, registry):
     files = {p.relative_to(student_edition).as_posix() for p in student_edition.rglob("*") if p.is_file()}
     assert not (student_edition / ".git").exists()
-    assert not files & set(edition.INSTRUCTOR_ONLY_PATHS)
+    assert not [f for f in files if any(fnmatch.fnmatchcase(f, p) for p in edition.INSTRUCTOR_ONLY_PATHS)]
+    assert "tests/test_grading.py" not in files and "tests/grading_mutants.py" not in files
     assert not any(part in (".venv", "__pycache__") for f in files for part in f.split("/"))
     stubs = {}
     for path in student_edition.rglob("*.py"):
