@@ -151,17 +151,15 @@ def format_report(name, results=None):
 
 def figure(name, results=None, path=None):
     """Bar chart: the paper's error per row beside ours (mean, ± std error bars, one dot per seed)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: saving a file must not switch a notebook's backend
 
     experiment = tables.get(name)
     results = runner.RESULTS if results is None else pathlib.Path(results)
     rows = summarise(experiment, results)
     positions = np.arange(len(rows))
     has_paper = any(row["paper"] is not None for row in rows)
-    fig, axes = plt.subplots(1, 2 if has_paper else 1, figsize=(11 if has_paper else 6, 0.5 * len(rows) + 1.6),
-                             squeeze=False)
+    fig = Figure(figsize=(11 if has_paper else 6, 0.5 * len(rows) + 1.6))
+    axes = fig.subplots(1, 2 if has_paper else 1, squeeze=False)
     ours = axes[0, -1]
     means = [row["mean"] if row["mean"] is not None else np.nan for row in rows]
     stds = [row["std"] or 0 for row in rows]
@@ -191,5 +189,4 @@ def figure(name, results=None, path=None):
     path = pathlib.Path(path) if path is not None else results / experiment.name / "figure.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
