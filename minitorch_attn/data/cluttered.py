@@ -24,7 +24,7 @@ import functools
 
 import numpy as np
 
-from .dataset import check_int
+from .dataset import check_int, with_defaults
 from .render import paste_max, tight_boxes, upscale
 from .sources import uci_digits
 
@@ -42,10 +42,7 @@ CANDIDATE_CUTS = 4
 def check_options(options):
     """The full option set (defaults filled in), or a one-line ValueError naming the bad option."""
     owner = NAME
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"{owner}: unknown option(s) {', '.join(unknown)}; expected any of {', '.join(DEFAULTS)}")
-    opts = {**DEFAULTS, **options}
+    opts = with_defaults(options, DEFAULTS, owner)
     for key in DEFAULTS:
         opts[key] = check_int(opts[key], key, owner, 0 if key == "clutter_min" else 1)
     for low, high in (("clutter_min", "clutter_max"), ("patch_min", "patch_max"),

@@ -13,6 +13,14 @@ def check_int(value, name, owner, minimum):
     return int(value)
 
 
+def with_defaults(options, defaults, owner):
+    """``defaults`` updated with ``options``; a one-line ValueError names any option the generator lacks."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"{owner}: unknown option(s) {', '.join(unknown)}; expected any of {', '.join(defaults)}")
+    return {**defaults, **options}
+
+
 def check_split(split, owner):
     if split not in SPLITS:
         raise ValueError(f"{owner}: unknown split {split!r}; expected one of {', '.join(SPLITS)}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import check_int
+from .dataset import check_int, with_defaults
 from .render import paste_max, tight_boxes
 
 NAME = "signal-in-noise"
@@ -65,10 +65,7 @@ OBJECT = 7
 def check_options(options):
     """The full option set (defaults filled in), or a one-line ValueError naming the bad option."""
     owner = NAME
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"{owner}: unknown option(s) {', '.join(unknown)}; expected any of {', '.join(DEFAULTS)}")
-    opts = {**DEFAULTS, **options}
+    opts = with_defaults(options, DEFAULTS, owner)
     for key in DEFAULTS:
         if key != "noise_std":
             opts[key] = check_int(opts[key], key, owner, 0 if key == "distractor_min" else 1)
