@@ -21,6 +21,7 @@ from minitorch_attn.backends import KERNEL_NAMES
 from minitorch_attn.backends import numba as nb
 from minitorch_attn.backends import numpy_backend as ref
 from minitorch_attn.backends.numba.lanes import PIXEL_BLOCK
+from minitorch_attn.backends.numba import conv as conv_kernels
 from minitorch_attn.testing import assert_close
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -365,6 +366,12 @@ def test_bit_identical_for_one_and_two_threads():
                             "batch_norm_train_forward", "batch_norm_backward", "linear_backward", "sum_to_shape", "mul_backward")]
     cases.append(("conv2d_backward", (values(rng, (3, 1, 19, 23), np.float32), values(rng, (3, 2, 19, 23), np.float32),
                                       values(rng, (1, 2, 7, 7), np.float32), (1, 1), (3, 3), (1, 1), 1, True)))
+    # 6 samples of 16×40×40: more than one chunk of the wide conv loop and one block of its weight gradient
+    wide_x, wide_w = values(rng, (6, 16, 40, 40), np.float32), values(rng, (16, 16, 3, 3), np.float32)
+    assert 6 * 42 * 42 > conv_kernels.WIDE_CHUNK_BYTES // (16 * 4) > conv_kernels.WEIGHT_GRAD_BLOCK
+    cases.append(("conv2d_forward", (wide_x, wide_w, None, (1, 1), (1, 1), (1, 1), 1)))
+    cases.append(("conv2d_backward", (values(rng, (6, 16, 40, 40), np.float32), wide_x, wide_w, (1, 1), (1, 1),
+                                      (1, 1), 1, True)))
     previous = numba.get_num_threads()
     results = {}
     try:
@@ -448,3 +455,23 @@ def test_bad_input_is_rejected_before_any_work():
         nb.sum_to_shape(x, (3, 2, 1))
     with pytest.raises(ValueError, match="grad must have the broadcast shape"):
         nb.mul_backward(np.zeros((2, 3)), x, np.zeros((3, 1, 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [
+    # (C, CO, groups, kernel, stride, padding, dilation): one per branch of conv.py
+    (4, 8, 1, (1, 1), (2, 2), (0, 0), (1, 1)),   # subsampling 1×1: stride-1 conv of every 2nd pixel
+    (4, 16, 1, (3, 3), (2, 1), (1, 1), (1, 1)),  # strided, many outputs: im2col + GEMM
+    (3, 5, 1, (2, 3), (1, 1), (3, 2), (2, 1)),   # padding beyond the kernel's reach: the adjoint's zero border
+    (6, 9, 3, (3, 3), (1, 1), (1, 1), (1, 1)),   # 3 outputs per group: a pair, then a lone row with scratch
+    (2, 1, 1, (7, 7), (1, 1), (3, 3), (1, 1)),   # CBAM's 2→1 7×7
+])
+def test_conv2d_every_path(dtype, case):
+    C, CO, G, kernel, stride, padding, dilation = case
+    rng = np.random.default_rng(5)
+    x = values(rng, (3, C, 9, 7), dtype)
+    weight = values(rng, (CO, C // G, *kernel), dtype)
+    bias = values(rng, CO, dtype)
+    check("conv2d_forward", x, weight, bias, stride, padding, dilation, G)
+    out = ref.conv2d_forward(x, weight, bias, stride, padding, dilation, G)
+    check("conv2d_backward", values(rng, out.shape, dtype), x, weight, stride, padding, dilation, G, True)

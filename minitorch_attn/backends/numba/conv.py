@@ -1,18 +1,28 @@
-"""Kernels of ``ops/conv.py``: conv2d forward and backward (direct wide-row loops, or im2col and a GEMM)."""
+"""Kernels of ``ops/conv.py``: conv2d forward and backward (direct wide-row loops, or im2col and a GEMM for strided convs)."""
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
 from .checks import _as_float, _bias_argument, _check_shape, _pair
-from .lanes import _add_combination, _add_scaled, _lane_dot, _lane_sum
+from .lanes import _add_combination, _add_scaled, _lane_sum
 
 
-#: conv2d uses im2col + a matrix product when a group has at least this many output
-#: channels (each im2col row is then reused by many outputs, which is where a
-#: GEMM beats direct loops: BAM's 1×1 and dilated 3×3 convs with C/r channels),
-#: and direct loops below it (CBAM's 2→1 7×7 conv, BAM's C/r→1 1×1, depthwise).
+#: Every stride-1 conv runs the direct wide-row loops. A strided conv with at least
+#: this many output channels per group goes through im2col + a matrix product
+#: instead (the wide loops compute every stride-1 output and keep 1 in sh·sw);
+#: with fewer (depthwise, CBAM-sized) the wasted outputs cost less than im2col.
 GEMM_MIN_OUT_CHANNELS = 8
+
+#: Bytes of input rows one task of the direct loop reads (see :func:`_conv2d_wide_loop`).
+WIDE_CHUNK_BYTES = 512 * 1024
+
+#: Wide positions per task of the direct loop's weight gradient. Each block sums into its own partial
+#: gradient and the partials are added in block order, so the order of the sum is fixed by the shapes alone.
+WEIGHT_GRAD_BLOCK = 2048
+
+#: Running sums per dot product of the weight gradient (see :func:`_four_tap_dots`).
+DOT_LANES = 64
 
 
 # --------------------------------------------------------------------------
@@ -64,92 +74,164 @@ def _tap_columns_scatter(image, ih, iw_lo, sw, scale, source):
         _add_scaled(image[ih, iw_lo:iw_lo + (count - 1) * sw + 1:sw], scale, source)
 
 
-# Direct convolution on "wide rows" (the path for few output channels, e.g.
-# CBAM's 2→1 7×7 conv). In the zero-padded input of width Wp = W + 2·pw, at
-# stride 1, output pixel (oh, ow) of tap (kh, kw) reads flat position
-# q + kh·dh·Wp + kw·dw with q = oh·Wp + ow. Give the output rows Wp columns too
-# (the last Wp - OW1 of each row are junk, never read) and every tap becomes ONE
-# contiguous multiply-add over q < (OH1 - 1)·Wp + OW1: long rows that vectorise,
-# where a slice per output row (28 pixels) spent its time in loop overhead
-# (0.68 ms for CBAM's 1.2 M multiply-adds). A strided conv is the stride-1 conv
-# read at every sh-th row and sw-th column; its backward scatters g into a zero
-# wide plane at those positions. (OH1, OW1: the stride-1 output size.)
+# Direct convolution on "wide rows". Stack the zero-padded samples of a channel
+# one under the other into one tall image of width Wp = W + 2·pw and flatten it:
+# at stride 1, output pixel (oh, ow) of sample n is flat position
+# q = (n·Hp + oh)·Wp + ow, and tap (kh, kw) reads the input at q + kh·dh·Wp + kw·dw.
+# Give the output the same layout (the last Wp - OW1 columns of each row, and the
+# last Hp - OH1 rows of each sample, are junk, never read) and every tap becomes
+# ONE contiguous multiply-add over the whole batch: long rows that vectorise, where
+# a slice per output row (28 pixels at 28×28, 4 at 4×4) spent its time in loop
+# overhead. A strided conv is the stride-1 conv read at every sh-th row and sw-th
+# column. (OH1, OW1: the stride-1 output size.)
+@njit(cache=True, inline="always")
+def _tap_start(tap, plane, lo, Wp, dh, dw, KH, KW):
+    """Where tap ``(ci, kh, kw)`` (numbered in C order) reads for wide output ``lo``, in a group's flat planes.
+
+    As an unsigned integer: Numba then needs no negative-index wraparound in the loops that add it.
+    """
+    return np.uint64((tap // (KH * KW)) * plane + lo + ((tap // KW) % KH) * dh * Wp + (tap % KW) * dw)
+
+
 @njit(cache=True)
-def _wide_length(Wp, dw, KW, OH1):
-    """How many flat positions q of a wide output plane are computed: (OH1 - 1)·Wp + OW1."""
-    return (OH1 - 1) * Wp + Wp - dw * (KW - 1)
+def _add_taps(row_a, row_b, weights_a, weights_b, planes, plane, lo, Wp, dh, dw, KH, KW):
+    """row_a[l] += Σ_t weights_a[t] · (what tap t reads at wide output lo + l), and so for row_b, over the
+    taps t = (ci, kh, kw) of one group's flat planes.
 
-
-@njit(parallel=True, cache=True)
-def _conv2d_wide_loop(xpad, weight, bias, has_bias, Wp, dh, dw, wide):
-    """wide[n, co, q] = b[co] + Σ_{ci, kh, kw} w[co, ci, kh, kw] · xpad[n, g·CG + ci, q + kh·dh·Wp + kw·dw].
-
-    xpad (N, C, Hp·Wp) and wide (N, CO, OH1·Wp) are flat planes.
+    Two output rows share every input value loaded, and eight taps are combined per
+    pass over them, added in a fixed tree: the order depends on the shapes only.
+    (One row per pass ran at ~45 GFLOPS, two at ~70, on a Zen 4 core.)
     """
-    N, C = xpad.shape[0], xpad.shape[1]
-    CO, CG, KH, KW = weight.shape
-    length = _wide_length(Wp, dw, KW, wide.shape[2] // Wp)
-    out_per_group = CO // (C // CG)
-    for task in prange(N * CO):  # one output plane per task
-        n = task // CO
-        co = task % CO
-        first_in = (co // out_per_group) * CG
-        plane = wide[n, co, :length]
-        start = bias[co] if has_bias else wide.dtype.type(0)
-        for q in range(length):
-            plane[q] = start
-        for ci in range(CG):
-            image = xpad[n, first_in + ci]
-            for kh in range(KH):
-                for kw in range(KW):
-                    offset = kh * dh * Wp + kw * dw
-                    _add_scaled(plane, weight[co, ci, kh, kw], image[offset:offset + length])
+    taps, length = weights_a.shape[0], np.uint64(row_a.shape[0])
+    whole = taps - taps % 8
+    for t in range(0, whole, 8):
+        s0 = _tap_start(t, plane, lo, Wp, dh, dw, KH, KW)
+        s1 = _tap_start(t + 1, plane, lo, Wp, dh, dw, KH, KW)
+        s2 = _tap_start(t + 2, plane, lo, Wp, dh, dw, KH, KW)
+        s3 = _tap_start(t + 3, plane, lo, Wp, dh, dw, KH, KW)
+        s4 = _tap_start(t + 4, plane, lo, Wp, dh, dw, KH, KW)
+        s5 = _tap_start(t + 5, plane, lo, Wp, dh, dw, KH, KW)
+        s6 = _tap_start(t + 6, plane, lo, Wp, dh, dw, KH, KW)
+        s7 = _tap_start(t + 7, plane, lo, Wp, dh, dw, KH, KW)
+        a0, a1, a2, a3 = weights_a[t], weights_a[t + 1], weights_a[t + 2], weights_a[t + 3]
+        a4, a5, a6, a7 = weights_a[t + 4], weights_a[t + 5], weights_a[t + 6], weights_a[t + 7]
+        b0, b1, b2, b3 = weights_b[t], weights_b[t + 1], weights_b[t + 2], weights_b[t + 3]
+        b4, b5, b6, b7 = weights_b[t + 4], weights_b[t + 5], weights_b[t + 6], weights_b[t + 7]
+        for l in range(length):
+            v0, v1, v2, v3 = planes[s0 + l], planes[s1 + l], planes[s2 + l], planes[s3 + l]
+            v4, v5, v6, v7 = planes[s4 + l], planes[s5 + l], planes[s6 + l], planes[s7 + l]
+            row_a[l] += (((a0 * v0 + a1 * v1) + (a2 * v2 + a3 * v3)) + ((a4 * v4 + a5 * v5) + (a6 * v6 + a7 * v7)))
+            row_b[l] += (((b0 * v0 + b1 * v1) + (b2 * v2 + b3 * v3)) + ((b4 * v4 + b5 * v5) + (b6 * v6 + b7 * v7)))
+    for t in range(whole, taps):
+        start = _tap_start(t, plane, lo, Wp, dh, dw, KH, KW)
+        for l in range(length):
+            row_a[l] += weights_a[t] * planes[start + l]
+            row_b[l] += weights_b[t] * planes[start + l]
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_wide_input_grad_loop(grad_wide, weight, Wp, dh, dw, dxpad):
-    """dxpad[n, c, q + kh·dh·Wp + kw·dw] += w[co, ci, kh, kw] · g_wide[n, co, q] for every co that reads c.
+def _conv2d_wide_loop(xpad, weight, bias, has_bias, Wp, dh, dw, length, chunk, wide):
+    """wide[co, q] = b[co] + Σ_{ci, kh, kw} w[co, ci, kh, kw] · xpad[g·CG + ci, q + kh·dh·Wp + kw·dw], q < length.
 
-    g_wide is zero at the junk columns, so they add nothing. One input plane per task.
+    xpad (C, N·Hp·Wp) and wide (CO, N·Hp·Wp) are the stacked flat planes. A task
+    computes ``chunk`` positions of every output channel, two channels at a time:
+    the input rows its taps read overlap (a 3×3 kernel reads each pixel 9 times),
+    so they come from memory once and then from cache, and no im2col matrix is
+    written. An odd last channel is paired with a scratch row of zero weights.
     """
-    N, C = dxpad.shape[0], dxpad.shape[1]
+    C, plane = xpad.shape
     CO, CG, KH, KW = weight.shape
-    length = _wide_length(Wp, dw, KW, grad_wide.shape[2] // Wp)
+    flat_weight = weight.reshape(CO, CG * KH * KW)
+    no_weights = np.zeros(CG * KH * KW, weight.dtype)
     out_per_group = CO // (C // CG)
-    for task in prange(N * C):
-        n = task // C
-        c = task % C
-        ci = c % CG
-        first_out = (c // CG) * out_per_group
-        plane = dxpad[n, c]
-        plane[:] = 0
-        for co in range(first_out, first_out + out_per_group):
-            upstream = grad_wide[n, co, :length]
-            for kh in range(KH):
-                for kw in range(KW):
-                    offset = kh * dh * Wp + kw * dw
-                    _add_scaled(plane[offset:offset + length], weight[co, ci, kh, kw], upstream)
+    zero = wide.dtype.type(0)
+    for task in prange((length + chunk - 1) // chunk):
+        lo = task * chunk
+        hi = min(length, lo + chunk)
+        scratch = np.empty(hi - lo, wide.dtype)
+        for g in range(C // CG):
+            planes = xpad[g * CG:(g + 1) * CG].reshape(-1)
+            for co in range(g * out_per_group, (g + 1) * out_per_group, 2):
+                pair = co + 1 < (g + 1) * out_per_group
+                row_a = wide[co, lo:hi]
+                row_b = wide[co + 1, lo:hi] if pair else scratch
+                start_a = bias[co] if has_bias else zero
+                start_b = bias[co + 1] if has_bias and pair else zero
+                for l in range(hi - lo):
+                    row_a[l] = start_a
+                    row_b[l] = start_b
+                _add_taps(row_a, row_b, flat_weight[co], flat_weight[co + 1] if pair else no_weights,
+                          planes, plane, lo, Wp, dh, dw, KH, KW)
+
+
+@njit(cache=True)
+def _four_tap_dots(upstream, planes, s0, s1, s2, s3, lanes):
+    """lanes[k, 0] = Σ_l upstream[l] · planes[s_k + l] for the four starts s0..s3.
+
+    Each dot keeps DOT_LANES running sums (element l goes to sum l % DOT_LANES),
+    added at the end in a fixed tree, so its order is fixed by the shapes. Scalar
+    running sums, as in :func:`lanes._lane_dot`, are not vectorised by LLVM and
+    wait on the adder (~7 GFLOPS on a Zen 4 core); a fixed-size inner loop over
+    an array of sums is, and four dots at once share the loads of ``upstream``.
+    """
+    zero = lanes.dtype.type(0)
+    for k in range(DOT_LANES):
+        lanes[0, k] = lanes[1, k] = lanes[2, k] = lanes[3, k] = zero
+    length = upstream.shape[0]
+    whole = length - length % DOT_LANES
+    for i in range(0, whole, DOT_LANES):
+        for k in range(DOT_LANES):
+            u = upstream[i + k]
+            j = np.uint64(i + k)
+            lanes[0, k] += u * planes[s0 + j]
+            lanes[1, k] += u * planes[s1 + j]
+            lanes[2, k] += u * planes[s2 + j]
+            lanes[3, k] += u * planes[s3 + j]
+    for i in range(whole, length):
+        u = upstream[i]
+        j = np.uint64(i)
+        lanes[0, i - whole] += u * planes[s0 + j]
+        lanes[1, i - whole] += u * planes[s1 + j]
+        lanes[2, i - whole] += u * planes[s2 + j]
+        lanes[3, i - whole] += u * planes[s3 + j]
+    width = DOT_LANES // 2
+    while width >= 1:
+        for k in range(width):
+            lanes[0, k] += lanes[0, k + width]
+            lanes[1, k] += lanes[1, k + width]
+            lanes[2, k] += lanes[2, k + width]
+            lanes[3, k] += lanes[3, k + width]
+        width //= 2
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_wide_weight_grad_loop(grad_wide, xpad, Wp, dh, dw, dweight):
-    """dw[co, ci, kh, kw] = Σ_n Σ_q g_wide[n, co, q] · xpad[n, g·CG + ci, q + kh·dh·Wp + kw·dw] (n in order)."""
-    N, C = xpad.shape[0], xpad.shape[1]
-    CO, CG, KH, KW = dweight.shape
-    length = _wide_length(Wp, dw, KW, grad_wide.shape[2] // Wp)
+def _conv2d_wide_weight_grad_loop(grad_wide, xpad, Wp, dh, dw, KH, KW, length, partial):
+    """partial[b, co, t] = Σ_{q in block b} g_wide[co, q] · xpad[g·CG + ci, q + kh·dh·Wp + kw·dw], t = (ci, kh, kw).
+
+    g_wide (CO, N·Hp·Wp) is zero at the junk positions, so they add nothing; block
+    b is positions b·WEIGHT_GRAD_BLOCK onwards, and the caller adds the blocks in order.
+    """
+    C, plane = xpad.shape
+    blocks, CO, taps = partial.shape
+    CG = taps // (KH * KW)
     out_per_group = CO // (C // CG)
-    taps = CG * KH * KW
-    for task in prange(CO * taps):  # one weight per task
-        co = task // taps
-        ci = (task % taps) // (KH * KW)
-        kh = (task % (KH * KW)) // KW
-        kw = task % KW
-        c = (co // out_per_group) * CG + ci
-        offset = kh * dh * Wp + kw * dw
-        total = xpad.dtype.type(0)
-        for n in range(N):
-            total += _lane_dot(grad_wide[n, co, :length], xpad[n, c, offset:offset + length])
-        dweight[co, ci, kh, kw] = total
+    for block in prange(blocks):
+        lo = block * WEIGHT_GRAD_BLOCK
+        hi = min(length, lo + WEIGHT_GRAD_BLOCK)
+        lanes = np.empty((4, DOT_LANES), partial.dtype)
+        for co in range(CO):
+            first_in = (co // out_per_group) * CG
+            upstream = grad_wide[co, lo:hi]
+            planes = xpad[first_in:first_in + CG].reshape(-1)
+            for t in range(0, taps, 4):
+                # a last group of fewer than four taps repeats the last tap, and drops the repeats
+                last = taps - 1
+                _four_tap_dots(upstream, planes, _tap_start(t, plane, lo, Wp, dh, dw, KH, KW),
+                               _tap_start(min(t + 1, last), plane, lo, Wp, dh, dw, KH, KW),
+                               _tap_start(min(t + 2, last), plane, lo, Wp, dh, dw, KH, KW),
+                               _tap_start(min(t + 3, last), plane, lo, Wp, dh, dw, KH, KW), lanes)
+                for k in range(min(4, taps - t)):
+                    partial[block, co, t + k] = lanes[k, 0]
 
 
 @njit(parallel=True, cache=True)
@@ -246,8 +328,40 @@ def _conv2d_gemm_weight_grad_loop(cols, grad_t, dweight_t):
             _add_combination(row, cols[n, g, k], grad_t[n, g])
 
 
+def _stacked_planes(x, padding):
+    """x zero-padded and stacked per channel: ``(xpad (C, N·Hp·Wp), Hp, Wp)``."""
+    (ph, pw), (N, C, H, W) = padding, x.shape
+    xpad = np.zeros((C, N, H + 2 * ph, W + 2 * pw), x.dtype)
+    xpad[:, :, ph:ph + H, pw:pw + W] = x.transpose(1, 0, 2, 3)
+    return xpad.reshape(C, -1), H + 2 * ph, W + 2 * pw
+
+
+def _stride1_size(Hp, Wp, kernel_size, dilation):
+    """(OH1, OW1): the stride-1 output size of a padded Hp×Wp input."""
+    return Hp - dilation[0] * (kernel_size[0] - 1), Wp - dilation[1] * (kernel_size[1] - 1)
+
+
+def _wide_length(N, Hp, Wp, OH1, OW1):
+    """How many stacked positions are computed: up to the last sample's last output (one further would read
+    past the end of xpad)."""
+    return ((N - 1) * Hp + OH1 - 1) * Wp + OW1
+
+
+def _stride1_conv(x, weight, bias_array, has_bias, padding, dilation):
+    """The stride-1 conv of x by the wide loop, as a view (N, CO, OH1, OW1) of its stacked planes."""
+    N, CO = x.shape[0], weight.shape[0]
+    xpad, Hp, Wp = _stacked_planes(x, padding)
+    OH1, OW1 = _stride1_size(Hp, Wp, weight.shape[2:], dilation)
+    wide = np.empty((CO, N * Hp * Wp), x.dtype)
+    # The chunk's input rows (one group's channels) stay within about half of a 1 MiB L2 cache.
+    chunk = int(np.clip(WIDE_CHUNK_BYTES // (weight.shape[1] * x.itemsize), 256, 4096)) // 64 * 64
+    _conv2d_wide_loop(xpad, weight, bias_array, has_bias, Wp, *dilation, _wide_length(N, Hp, Wp, OH1, OW1),
+                      chunk, wide)
+    return wide.reshape(CO, N, Hp, Wp)[:, :, :OH1, :OW1].transpose(1, 0, 2, 3)
+
+
 class _ConvGeometry:
-    """Checked conv2d arguments: shapes, output size, and which path (direct or GEMM) runs."""
+    """Checked conv2d arguments: shapes, output size, and which path (wide loops or im2col + GEMM) runs."""
 
     def __init__(self, kernel, x, weight, stride, padding, dilation, groups):
         self.x = _as_float(kernel, "x", x, 4)
@@ -267,9 +381,11 @@ class _ConvGeometry:
             raise ValueError(f"{kernel}: the output would be empty ({self.OH}×{self.OW}) for input "
                              f"{H}×{W}, kernel {KH}×{KW}, stride {self.stride}, padding {self.padding}, "
                              f"dilation {self.dilation}")
-        self.use_gemm = CO // self.groups >= GEMM_MIN_OUT_CHANNELS
-        # A 1×1 kernel with stride 1 and no padding reads x as it is: im2col would be a copy.
-        self.pointwise = (KH, KW, self.stride, self.padding) == (1, 1, (1, 1), (0, 0))
+        # A 1×1 conv without padding at stride s reads every s-th pixel only: it is the stride-1 conv of
+        # those pixels (the shortcut of a downsampling residual block), which the wide loops do without waste.
+        self.subsamples = (KH, KW, self.padding) == (1, 1, (0, 0)) and self.stride != (1, 1)
+        self.use_gemm = (self.stride != (1, 1) and not self.subsamples
+                         and CO // self.groups >= GEMM_MIN_OUT_CHANNELS)
 
     @property
     def loop_arguments(self):
@@ -279,48 +395,78 @@ class _ConvGeometry:
         """im2col of x as (N, G, CG·KH·KW, OH·OW)."""
         N, C, H, W = self.x.shape
         _, CG, KH, KW = self.weight.shape
-        if self.pointwise:
-            cols = self.x.reshape(N, C, H * W)
-        else:
-            cols = np.empty((N, C * KH * KW, self.OH * self.OW), self.x.dtype)
-            _im2col_loop(self.x, KH, KW, *self.loop_arguments, self.OH, self.OW, cols)
+        cols = np.empty((N, C * KH * KW, self.OH * self.OW), self.x.dtype)
+        _im2col_loop(self.x, KH, KW, *self.loop_arguments, self.OH, self.OW, cols)
         return cols.reshape(N, self.groups, CG * KH * KW, self.OH * self.OW)
+
+    def subsampled(self):
+        """The stride-1 geometry of a subsampling 1×1 conv: its input is every (sh, sw)-th pixel of x."""
+        sh, sw = self.stride
+        return _ConvGeometry("conv2d", np.ascontiguousarray(self.x[:, :, ::sh, ::sw]), self.weight, 1, 0,
+                             self.dilation, self.groups)
 
     def grouped_weight(self):
         CO, CG, KH, KW = self.weight.shape
         return self.weight.reshape(self.groups, CO // self.groups, CG * KH * KW)
 
-    def padded_planes(self):
-        """``(xpad (N, C, Hp·Wp), Wp, OH1, OW1)``: x zero-padded as flat planes, and the stride-1 output size."""
-        (ph, pw), (dh, dw) = self.padding, self.dilation
-        N, C, H, W = self.x.shape
-        xpad = self.x
-        if ph or pw:  # (np.pad costs ~25 µs of Python: a tenth of a CBAM forward's overhead)
-            xpad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), self.x.dtype)
-            xpad[:, :, ph:ph + H, pw:pw + W] = self.x
-        Hp, Wp = xpad.shape[2:]
-        _, _, KH, KW = self.weight.shape
-        return xpad.reshape(N, C, Hp * Wp), Wp, Hp - dh * (KH - 1), Wp - dw * (KW - 1)
+    def transposed_weight(self):
+        """W'[g·CG + ci, m, kh, kw] = W[g·M + m, ci, KH-1-kh, KW-1-kw]: the weights of the conv that is the
+        stride-1 conv's adjoint (input and output channels swapped within each group, taps flipped)."""
+        CO, CG, KH, KW = self.weight.shape
+        G = self.groups
+        swapped = self.weight.reshape(G, CO // G, CG, KH, KW).transpose(0, 2, 1, 3, 4)[:, :, :, ::-1, ::-1]
+        return np.ascontiguousarray(swapped).reshape(G * CG, CO // G, KH, KW)
 
-    def strided(self, wide, OH1, OW1):
-        """The outputs at every (sh, sw)-th position of a wide stride-1 plane (N, CO, OH1, Wp): a strided view."""
-        sh, sw = self.stride
-        return wide[:, :, :OH1:sh, :OW1:sw]
+    def stride1_grad(self, grad):
+        """The gradient of the stride-1 outputs (N, CO, OH1, OW1): grad at every (sh, sw)-th one, 0 elsewhere."""
+        if self.stride == (1, 1):
+            return grad
+        (dh, dw), (_, _, KH, KW) = self.dilation, self.weight.shape
+        N, CO = grad.shape[:2]
+        H, W = self.x.shape[2:]
+        OH1 = H + 2 * self.padding[0] - dh * (KH - 1)
+        OW1 = W + 2 * self.padding[1] - dw * (KW - 1)
+        full = np.zeros((N, CO, OH1, OW1), grad.dtype)
+        full[:, :, ::self.stride[0], ::self.stride[1]] = grad
+        return full
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     conv = _ConvGeometry("conv2d_forward", x, weight, stride, padding, dilation, groups)
     N, CO = conv.x.shape[0], conv.weight.shape[0]
     bias_array, has_bias = _bias_argument("conv2d_forward", bias, CO, conv.x.dtype)
+    if conv.subsamples:
+        conv = conv.subsampled()
     if not conv.use_gemm:
-        xpad, Wp, OH1, OW1 = conv.padded_planes()
-        wide = np.empty((N, CO, OH1 * Wp), conv.x.dtype)
-        _conv2d_wide_loop(xpad, conv.weight, bias_array, has_bias, Wp, *conv.dilation, wide)
-        return np.ascontiguousarray(conv.strided(wide.reshape(N, CO, OH1, Wp), OH1, OW1))
+        out = _stride1_conv(conv.x, conv.weight, bias_array, has_bias, conv.padding, conv.dilation)
+        return np.ascontiguousarray(out[:, :, ::conv.stride[0], ::conv.stride[1]])
     # (G, CO/G, K) @ (N, G, K, P) -> (N, G, CO/G, P): one matrix product per sample and group.
     out = np.empty((N, conv.groups, CO // conv.groups, conv.OH * conv.OW), conv.x.dtype)
     _grouped_matmul_loop(conv.grouped_weight(), conv.columns(), bias_array, has_bias, out)
     return out.reshape(N, CO, conv.OH, conv.OW)
+
+
+def _wide_backward(conv, grad):
+    """dx and dW of the wide path: dx is itself a stride-1 conv (of the stride-1 gradient by the flipped,
+    transposed weights), and dW correlates that gradient with the padded input, tap by tap."""
+    N, C, H, W = conv.x.shape
+    CO, CG, KH, KW = conv.weight.shape
+    (ph, pw), (dh, dw) = conv.padding, conv.dilation
+    grad1 = conv.stride1_grad(grad)
+    # The adjoint pads by the kernel's reach minus the forward padding; padding wider than the reach
+    # adds input pixels no output sees, which the adjoint then produces as zeros at the border.
+    pad_h, pad_w = min(ph, (KH - 1) * dh), min(pw, (KW - 1) * dw)
+    dx_padded = _stride1_conv(grad1, conv.transposed_weight(), np.zeros(1, grad.dtype), False,
+                              ((KH - 1) * dh - pad_h, (KW - 1) * dw - pad_w), conv.dilation)
+    dx = np.ascontiguousarray(dx_padded[:, :, ph - pad_h:ph - pad_h + H, pw - pad_w:pw - pad_w + W])
+    xpad, Hp, Wp = _stacked_planes(conv.x, conv.padding)
+    OH1, OW1 = _stride1_size(Hp, Wp, (KH, KW), conv.dilation)
+    grad_wide = np.zeros((CO, N, Hp, Wp), grad.dtype)  # zero at the junk positions
+    grad_wide[:, :, :OH1, :OW1] = grad1.transpose(1, 0, 2, 3)
+    length = _wide_length(N, Hp, Wp, OH1, OW1)
+    partial = np.empty(((length + WEIGHT_GRAD_BLOCK - 1) // WEIGHT_GRAD_BLOCK, CO, CG * KH * KW), grad.dtype)
+    _conv2d_wide_weight_grad_loop(grad_wide.reshape(CO, -1), xpad, Wp, dh, dw, KH, KW, length, partial)
+    return dx, partial.sum(axis=0).reshape(conv.weight.shape)
 
 
 def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias):
@@ -333,18 +479,13 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
     if has_bias:
         dbias = np.empty(CO, grad.dtype)
         _conv2d_bias_grad_loop(grad.reshape(N, CO, -1), dbias)
-    if not conv.use_gemm:
-        xpad, Wp, OH1, OW1 = conv.padded_planes()
-        grad_wide = np.zeros((N, CO, OH1, Wp), grad.dtype)  # zero at the junk columns and the skipped strides
-        conv.strided(grad_wide, OH1, OW1)[...] = grad
-        grad_wide = grad_wide.reshape(N, CO, OH1 * Wp)
-        dxpad = np.empty_like(xpad)
-        _conv2d_wide_input_grad_loop(grad_wide, conv.weight, Wp, *conv.dilation, dxpad)
-        (ph, pw), Hp = conv.padding, xpad.shape[2] // Wp
-        dx = np.ascontiguousarray(dxpad.reshape(N, C, Hp, Wp)[:, :, ph:ph + H, pw:pw + W])
-        dweight = np.empty_like(conv.weight)
-        _conv2d_wide_weight_grad_loop(grad_wide, xpad, Wp, *conv.dilation, dweight)
+    if conv.subsamples:
+        dx_kept, dweight = _wide_backward(conv.subsampled(), grad)
+        dx = np.zeros_like(conv.x)
+        dx[:, :, ::conv.stride[0], ::conv.stride[1]] = dx_kept
         return dx, dweight, dbias
+    if not conv.use_gemm:
+        return (*_wide_backward(conv, grad), dbias)
     G = conv.groups
     per_group = grad.reshape(N, G, CO // G, -1)
     # dW_g = Σ_n g[n, g] @ cols[n, g]ᵀ, computed transposed (see the loop); gᵀ is a small (C/r-channel) copy.
@@ -355,10 +496,6 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
     dcols = np.empty((N, G, CG * KH * KW, per_group.shape[3]), grad.dtype)
     _grouped_matmul_loop(np.ascontiguousarray(conv.grouped_weight().transpose(0, 2, 1)), per_group,
                          np.zeros(1, grad.dtype), False, dcols)
-    dcols = dcols.reshape(N, C * KH * KW, -1)
-    if conv.pointwise:
-        dx = dcols.reshape(N, C, H, W)
-    else:
-        dx = np.empty_like(conv.x)
-        _col2im_loop(dcols, KH, KW, *conv.loop_arguments, conv.OH, conv.OW, dx)
+    dx = np.empty_like(conv.x)
+    _col2im_loop(dcols.reshape(N, C * KH * KW, -1), KH, KW, *conv.loop_arguments, conv.OH, conv.OW, dx)
     return dx, dweight.reshape(conv.weight.shape), dbias
