@@ -227,7 +227,7 @@ def test_linear(seed, dtype, batch, sizes, has_bias):
 conv_settings = st.fixed_dictionaries({
     "groups": st.sampled_from([1, 2, 3]),
     "in_per_group": st.integers(1, 3),
-    # below and above GEMM_MIN_OUT_CHANNELS: both the direct and the im2col path
+    # below and above GEMM_MIN_OUT_CHANNELS: with stride > 1, both the direct and the im2col path
     "out_per_group": st.sampled_from([1, 2, 8, 9]),
     "kernel": st.tuples(st.integers(1, 4), st.integers(1, 3)),
     "stride": st.tuples(st.integers(1, 3), st.integers(1, 2)),

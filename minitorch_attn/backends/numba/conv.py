@@ -8,10 +8,10 @@ from .checks import _as_float, _bias_argument, _check_shape, _pair
 from .lanes import _add_combination, _add_scaled, _lane_sum
 
 
-#: Every stride-1 conv runs the direct wide-row loops. A strided conv with at least
-#: this many output channels per group goes through im2col + a matrix product
-#: instead (the wide loops compute every stride-1 output and keep 1 in sh·sw);
-#: with fewer (depthwise, CBAM-sized) the wasted outputs cost less than im2col.
+#: A conv with at least this many output channels per group that is pointwise
+#: (1×1, stride 1, no padding: a GEMM on x itself) or strided (the wide loops
+#: compute every stride-1 output and keep 1 in sh·sw) goes through im2col + a
+#: matrix product; every other conv runs the direct wide-row loops.
 GEMM_MIN_OUT_CHANNELS = 8
 
 #: Bytes of input rows one task of the direct loop reads (see :func:`_conv2d_wide_loop`).
@@ -384,8 +384,12 @@ class _ConvGeometry:
         # A 1×1 conv without padding at stride s reads every s-th pixel only: it is the stride-1 conv of
         # those pixels (the shortcut of a downsampling residual block), which the wide loops do without waste.
         self.subsamples = (KH, KW, self.padding) == (1, 1, (0, 0)) and self.stride != (1, 1)
-        self.use_gemm = (self.stride != (1, 1) and not self.subsamples
-                         and CO // self.groups >= GEMM_MIN_OUT_CHANNELS)
+        # A 1×1 kernel with stride 1 and no padding reads x as it is: im2col would be a copy, and the GEMM
+        # runs on x itself (the wide loops would first restack x by channel, a serial copy that costs
+        # more than the GEMM saves at BAM's 256 -> 16 channels).
+        self.pointwise = (KH, KW, self.stride, self.padding) == (1, 1, (1, 1), (0, 0))
+        many_outputs = CO // self.groups >= GEMM_MIN_OUT_CHANNELS
+        self.use_gemm = many_outputs and (self.pointwise or (self.stride != (1, 1) and not self.subsamples))
 
     @property
     def loop_arguments(self):
@@ -395,15 +399,16 @@ class _ConvGeometry:
         """im2col of x as (N, G, CG·KH·KW, OH·OW)."""
         N, C, H, W = self.x.shape
         _, CG, KH, KW = self.weight.shape
-        cols = np.empty((N, C * KH * KW, self.OH * self.OW), self.x.dtype)
-        _im2col_loop(self.x, KH, KW, *self.loop_arguments, self.OH, self.OW, cols)
+        if self.pointwise:
+            cols = self.x.reshape(N, C, H * W)
+        else:
+            cols = np.empty((N, C * KH * KW, self.OH * self.OW), self.x.dtype)
+            _im2col_loop(self.x, KH, KW, *self.loop_arguments, self.OH, self.OW, cols)
         return cols.reshape(N, self.groups, CG * KH * KW, self.OH * self.OW)
 
-    def subsampled(self):
-        """The stride-1 geometry of a subsampling 1×1 conv: its input is every (sh, sw)-th pixel of x."""
-        sh, sw = self.stride
-        return _ConvGeometry("conv2d", np.ascontiguousarray(self.x[:, :, ::sh, ::sw]), self.weight, 1, 0,
-                             self.dilation, self.groups)
+    def kept_pixels(self):
+        """Every (sh, sw)-th pixel of x: all that a subsampling 1×1 conv reads."""
+        return np.ascontiguousarray(self.x[:, :, ::self.stride[0], ::self.stride[1]])
 
     def grouped_weight(self):
         CO, CG, KH, KW = self.weight.shape
@@ -436,7 +441,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     N, CO = conv.x.shape[0], conv.weight.shape[0]
     bias_array, has_bias = _bias_argument("conv2d_forward", bias, CO, conv.x.dtype)
     if conv.subsamples:
-        conv = conv.subsampled()
+        return conv2d_forward(conv.kept_pixels(), conv.weight, bias, 1, 0, conv.dilation, conv.groups)
     if not conv.use_gemm:
         out = _stride1_conv(conv.x, conv.weight, bias_array, has_bias, conv.padding, conv.dilation)
         return np.ascontiguousarray(out[:, :, ::conv.stride[0], ::conv.stride[1]])
@@ -480,7 +485,8 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
         dbias = np.empty(CO, grad.dtype)
         _conv2d_bias_grad_loop(grad.reshape(N, CO, -1), dbias)
     if conv.subsamples:
-        dx_kept, dweight = _wide_backward(conv.subsampled(), grad)
+        dx_kept, dweight, _ = conv2d_backward(grad, conv.kept_pixels(), conv.weight, 1, 0, conv.dilation,
+                                              conv.groups, False)
         dx = np.zeros_like(conv.x)
         dx[:, :, ::conv.stride[0], ::conv.stride[1]] = dx_kept
         return dx, dweight, dbias
@@ -496,6 +502,9 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
     dcols = np.empty((N, G, CG * KH * KW, per_group.shape[3]), grad.dtype)
     _grouped_matmul_loop(np.ascontiguousarray(conv.grouped_weight().transpose(0, 2, 1)), per_group,
                          np.zeros(1, grad.dtype), False, dcols)
-    dx = np.empty_like(conv.x)
-    _col2im_loop(dcols.reshape(N, C * KH * KW, -1), KH, KW, *conv.loop_arguments, conv.OH, conv.OW, dx)
+    if conv.pointwise:
+        dx = dcols.reshape(N, C, H, W)
+    else:
+        dx = np.empty_like(conv.x)
+        _col2im_loop(dcols.reshape(N, C * KH * KW, -1), KH, KW, *conv.loop_arguments, conv.OH, conv.OW, dx)
     return dx, dweight.reshape(conv.weight.shape), dbias
