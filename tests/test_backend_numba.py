@@ -372,6 +372,11 @@ def test_bit_identical_for_one_and_two_threads():
     cases.append(("conv2d_forward", (wide_x, wide_w, None, (1, 1), (1, 1), (1, 1), 1)))
     cases.append(("conv2d_backward", (values(rng, (6, 16, 40, 40), np.float32), wide_x, wide_w, (1, 1), (1, 1),
                                       (1, 1), 1, True)))
+    # and 32 outputs: the weight gradient as rows of a matrix product, over more than one block
+    rows_w = values(rng, (conv_kernels.WEIGHT_GRAD_ROWS_MIN_OUT_CHANNELS, 16, 3, 3), np.float32)
+    assert 6 * 42 * 42 > conv_kernels.WEIGHT_GRAD_ROWS_BLOCK
+    cases.append(("conv2d_backward", (values(rng, (6, rows_w.shape[0], 40, 40), np.float32), wide_x, rows_w, (1, 1),
+                                      (1, 1), (1, 1), 1, False)))
     previous = numba.get_num_threads()
     results = {}
     try:
@@ -465,6 +470,7 @@ def test_bad_input_is_rejected_before_any_work():
     (3, 5, 1, (2, 3), (1, 1), (3, 2), (2, 1)),   # padding beyond the kernel's reach: the adjoint's zero border
     (6, 9, 3, (3, 3), (1, 1), (1, 1), (1, 1)),   # 3 outputs per group: a pair, then a lone row with scratch
     (2, 1, 1, (7, 7), (1, 1), (3, 3), (1, 1)),   # CBAM's 2→1 7×7
+    (4, 64, 2, (3, 3), (1, 1), (2, 1), (2, 1)),  # 32 outputs per group: the weight gradient as matrix rows
 ])
 def test_conv2d_every_path(dtype, case):
     C, CO, G, kernel, stride, padding, dilation = case
