@@ -314,3 +314,18 @@ def test_profile_of_a_training_step_accounts_for_the_step(monkeypatch):
     assert 0 < sum(ms for _, ms in result["kernels"].values()) < timed
     text = format_profile("mobilenet-cbam", STEP_BACKEND, 1, result)
     assert "outside the kernels" in text and "by family:" in text and "conv2d_backward" in text
+
+
+def test_blas_comparison_prints_a_row_per_layer(capsys):
+    import numba
+
+    from minitorch_attn.bench import blas
+
+    previous = numba.get_num_threads()
+    try:
+        blas.main(batch=2, min_time=0.0)
+    finally:
+        numba.set_num_threads(previous)
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [row.split()[0] for row in rows] == [f"{c}->{co}" for c, co, _ in blas.LAYERS]
+    assert all(float(value) > 0 for row in rows for value in row.split()[2:])

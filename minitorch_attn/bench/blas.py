@@ -24,7 +24,7 @@ from .measure import measure  # noqa: E402
 LAYERS = ((16, 16, 32), (32, 32, 16), (64, 64, 8), (128, 128, 4))
 
 
-def main(batch=64):
+def main(batch=64, min_time=0.5):
     numba.set_num_threads(1)
     rng = np.random.default_rng(0)
     print(f"float32, batch {batch}, 3×3 stride 1 padding 1, one thread (OpenBLAS and Numba); median ms")
@@ -35,9 +35,9 @@ def main(batch=64):
         conv = _ConvGeometry("bench", x, weight, 1, 1, 1, 1)
         cols = conv.columns()[:, 0]
         flat_weight = weight.reshape(CO, -1)
-        ours = measure(lambda: numba_backend.conv2d_forward(x, weight, None, 1, 1, 1, 1)).median_ms
-        blas = measure(lambda: [np.matmul(flat_weight, cols[n]) for n in range(batch)]).median_ms
-        im2col = measure(conv.columns).median_ms
+        ours = measure(lambda: numba_backend.conv2d_forward(x, weight, None, 1, 1, 1, 1), min_time).median_ms
+        blas = measure(lambda: [np.matmul(flat_weight, cols[n]) for n in range(batch)], min_time).median_ms
+        im2col = measure(conv.columns, min_time).median_ms
         print(f"{f'{C}->{CO} {size}x{size}':>16}  {ours:20.2f}  {blas:15.2f}  {im2col:12.2f}")
 
 
