@@ -4,9 +4,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import minitorch_attn as mt
+from minitorch_attn.backends import numpy_backend
 from minitorch_attn.bench import report, runner
 from minitorch_attn.bench.__main__ import main as bench_main
 from minitorch_attn.bench.measure import measure
@@ -329,3 +331,11 @@ def test_blas_comparison_prints_a_row_per_layer(capsys):
     rows = capsys.readouterr().out.splitlines()[2:]
     assert [row.split()[0] for row in rows] == [f"{c}->{co}" for c, co, _ in blas.LAYERS]
     assert all(float(value) > 0 for row in rows for value in row.split()[2:])
+    # the chunked conv it times is the conv (more than one chunk here)
+    rng = np.random.default_rng(1)
+    x, weight = rng.standard_normal((3, 4, 15, 13)), rng.standard_normal((5, 4, 3, 3))
+    wide = blas._chunked_im2col_conv(x, weight)
+    assert wide.shape[1] > blas.CHUNK
+    planes = np.concatenate([wide, np.zeros((5, 3 * 17 * 15 - wide.shape[1]))], axis=1).reshape(5, 3, 17, 15)
+    expected = numpy_backend.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1), 1)
+    np.testing.assert_allclose(planes[:, :, :15, :13].transpose(1, 0, 2, 3), expected, rtol=1e-10, atol=1e-12)

@@ -44,10 +44,11 @@ rows", or im2col), not NumPy's BLAS ``matmul``: OpenBLAS runs its own thread
 pool, which fought Numba's OpenMP threads for the two cores (a BAM conv
 backward took 240 ms instead of 2), and its sums are not in an order we fix.
 Held to one thread, its ``sgemm`` alone beats our whole conv on every
-ResNet-10 3×3 conv (1.8× at 16 channels to 5.8× at 128, one run of
+ResNet-10 3×3 conv (1.8× at 16 channels to 5.8× at 128 in one run of
 ``python -m minitorch_attn.bench.blas``), but the im2col matrix that feeds it
-costs about as much as our whole conv: a BLAS path needs the im2col done
-in cache-sized chunks and the thread pools tamed, which is not done yet.
+costs about as much as our whole conv, and fed in L2-sized blocks it was no
+faster than these loops except at 4×4 pixels (2.5× there, where the wide rows
+waste most). Not worth a second thread pool to tame: the loops stay.
 """
 from __future__ import annotations
 
