@@ -42,10 +42,10 @@ def _chunked_im2col_conv(x, weight):
     """The stride-1, padding-1 3×3 conv in pieces of CHUNK positions (the wide planes, junk included)."""
     N, C = x.shape[:2]
     CO = weight.shape[0]
-    xpad, Hp, Wp = _stacked_planes(x, (1, 1))
+    xpad, Hs, Wp, OH1, OW1 = _stacked_planes(x, (1, 1), (3, 3), (1, 1))
     taps = np.array([(t // 9, (t // 3 % 3) * Wp + t % 3) for t in range(C * 9)], np.int64)
     flat_weight = weight.reshape(CO, -1)
-    length = _wide_length(N, Hp, Wp, Hp - 2, Wp - 2)
+    length = _wide_length(N, Hs, Wp, OH1, OW1)
     out = np.empty((CO, length), x.dtype)
     cols = np.empty((C * 9, CHUNK), x.dtype)
     for lo in range(0, length, CHUNK):
