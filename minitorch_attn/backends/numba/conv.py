@@ -1,4 +1,4 @@
-"""Kernels of ``ops/conv.py``: conv2d forward and backward (direct wide-row loops, or im2col and a GEMM for strided convs)."""
+"""Kernels of ``ops/conv.py``: conv2d forward and backward (wide-row loops; im2col and a GEMM for strided and 1×1 convs)."""
 from __future__ import annotations
 
 import numba
@@ -87,11 +87,12 @@ def _tap_columns_scatter(image, ih, iw_lo, sw, scale, source):
 # sample n is flat position q = (n·Hs + oh)·Wp + ow, and tap (kh, kw) reads the
 # input at q + kh·dh·Wp + kw·dw. Give the output the same layout (the last
 # Wp - OW1 columns of each row, and the last Hs - OH1 rows of each sample, are
-# junk, never read) and every tap becomes
-# ONE contiguous multiply-add over the whole batch: long rows that vectorise, where
-# a slice per output row (28 pixels at 28×28, 4 at 4×4) spent its time in loop
-# overhead. A strided conv is the stride-1 conv read at every sh-th row and sw-th
-# column. (OH1, OW1: the stride-1 output size.)
+# junk, never read) and every tap becomes ONE contiguous multiply-add over the
+# whole batch: long rows that vectorise, where a slice per output row (28 pixels
+# at 28×28, 4 at 4×4) spent its time in loop overhead. A strided conv is the
+# stride-1 conv read at every sh-th row and sw-th column; the input gradient of
+# a stride-1 conv is the stride-1 conv of the output gradient by the flipped
+# weights. (OH1, OW1: the stride-1 output size.)
 @njit(cache=True, inline="always")
 def _tap_start(tap, plane, lo, Wp, dh, dw, KH, KW):
     """Where tap ``(ci, kh, kw)`` (numbered in C order) reads for wide output ``lo``, in a group's flat planes.
