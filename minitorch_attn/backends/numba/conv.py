@@ -318,9 +318,7 @@ def _col2im_loop(dcols, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, dx):
         n = task // C
         c = task % C
         plane = dx[n, c]
-        for ih in range(H):
-            for iw in range(W):
-                plane[ih, iw] = zero
+        plane[:] = zero
         for kh in range(KH):
             oh_lo, oh_hi = _valid_outputs(kh * dh - ph, sh, H, OH)
             for kw in range(KW):
@@ -371,15 +369,12 @@ def _conv2d_gemm_weight_grad_loop(cols, grad_t, dweight_t):
 def _stack_loop(x, top, left, stacked):
     """stacked[c, n, top + i, left + j] = x[n, c, i, j], and 0 around it, for every sample n of x."""
     N, C, H, W = x.shape
-    Hs, Wp = stacked.shape[2], stacked.shape[3]
     zero = stacked.dtype.type(0)
     for task in prange(C * N):
         c = task // N
         n = task % N
         plane = stacked[c, n]
-        for i in range(Hs):
-            for j in range(Wp):
-                plane[i, j] = zero
+        plane[:] = zero
         for i in range(H):
             plane[top + i, left:left + W] = x[n, c, i]
 
