@@ -372,11 +372,10 @@ def test_bit_identical_for_one_and_two_threads():
     cases.append(("conv2d_forward", (wide_x, wide_w, None, (1, 1), (1, 1), (1, 1), 1)))
     cases.append(("conv2d_backward", (values(rng, (6, 16, 40, 40), np.float32), wide_x, wide_w, (1, 1), (1, 1),
                                       (1, 1), 1, True)))
-    # and 32 outputs: the weight gradient as rows of a matrix product, over more than one block
-    rows_w = values(rng, (conv_kernels.WEIGHT_GRAD_ROWS_MIN_OUT_CHANNELS, 16, 3, 3), np.float32)
-    assert 6 * 42 * 42 > conv_kernels.WEIGHT_GRAD_ROWS_BLOCK
-    cases.append(("conv2d_backward", (values(rng, (6, rows_w.shape[0], 40, 40), np.float32), wide_x, rows_w, (1, 1),
-                                      (1, 1), (1, 1), 1, False)))
+    # and 6 outputs per group (a four and two lone rows), with the weight gradient over many tasks
+    grouped_w = values(rng, (12, 8, 3, 3), np.float32)
+    cases.append(("conv2d_backward", (values(rng, (6, 12, 40, 40), np.float32), wide_x, grouped_w, (1, 1),
+                                      (1, 1), (1, 1), 2, False)))
     previous = numba.get_num_threads()
     results = {}
     try:
@@ -468,9 +467,10 @@ def test_bad_input_is_rejected_before_any_work():
     (4, 8, 1, (1, 1), (2, 2), (0, 0), (1, 1)),   # subsampling 1×1: stride-1 conv of every 2nd pixel
     (4, 16, 1, (3, 3), (2, 1), (1, 1), (1, 1)),  # strided, many outputs: im2col + GEMM
     (3, 5, 1, (2, 3), (1, 1), (3, 2), (2, 1)),   # padding beyond the kernel's reach: the adjoint's zero border
-    (6, 9, 3, (3, 3), (1, 1), (1, 1), (1, 1)),   # 3 outputs per group: a pair, then a lone row with scratch
+    (6, 15, 3, (3, 3), (1, 1), (1, 1), (1, 1)),  # 5 outputs per group: four rows, then a lone row
     (2, 1, 1, (7, 7), (1, 1), (3, 3), (1, 1)),   # CBAM's 2→1 7×7
-    (4, 64, 2, (3, 3), (1, 1), (2, 1), (2, 1)),  # 32 outputs per group: the weight gradient as matrix rows
+    (4, 64, 2, (3, 3), (1, 1), (2, 1), (2, 1)),  # 32 outputs per group, dilated, taps not a multiple of 4
+    (5, 5, 5, (3, 3), (1, 1), (1, 1), (1, 1)),   # depthwise: one output per group
 ])
 def test_conv2d_every_path(dtype, case):
     C, CO, G, kernel, stride, padding, dilation = case

@@ -337,6 +337,8 @@ def test_blas_comparison_prints_a_row_per_layer(capsys):
     wide = blas._chunked_im2col_conv(x, weight)
     assert wide.shape[1] > blas.CHUNK
     # the stacked layout: 16 rows of 14 columns per sample (one zero row and column shared between neighbours)
-    planes = np.concatenate([wide, np.zeros((5, 3 * 16 * 14 - wide.shape[1]))], axis=1).reshape(5, 3, 16, 14)
+    stacked = np.zeros((5, 4 * 16 * 14))  # (the positions computed end at a multiple of POSITION_QUANTUM)
+    stacked[:, :wide.shape[1]] = wide
+    planes = stacked[:, :3 * 16 * 14].reshape(5, 3, 16, 14)
     expected = numpy_backend.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1), 1)
     np.testing.assert_allclose(planes[:, :, :15, :13].transpose(1, 0, 2, 3), expected, rtol=1e-10, atol=1e-12)
