@@ -376,6 +376,11 @@ def test_bit_identical_for_one_and_two_threads():
     grouped_w = values(rng, (12, 8, 3, 3), np.float32)
     cases.append(("conv2d_backward", (values(rng, (6, 12, 40, 40), np.float32), wide_x, grouped_w, (1, 1),
                                       (1, 1), (1, 1), 2, False)))
+    # a 1×1 conv on x as it is: several tasks per sample, two weight-gradient blocks and a ragged end
+    pointwise_x, pointwise_w = values(rng, (3, 16, 50, 51), np.float32), values(rng, (8, 16, 1, 1), np.float32)
+    cases.append(("conv2d_backward", (values(rng, (3, 8, 50, 51), np.float32), pointwise_x, pointwise_w, (1, 1),
+                                      (0, 0), (1, 1), 1, True)))
+    cases.append(("conv2d_forward", (pointwise_x, pointwise_w, None, (1, 1), (0, 0), (1, 1), 1)))
     previous = numba.get_num_threads()
     results = {}
     try:
@@ -481,3 +486,18 @@ def test_conv2d_every_path(dtype, case):
     check("conv2d_forward", x, weight, bias, stride, padding, dilation, G)
     out = ref.conv2d_forward(x, weight, bias, stride, padding, dilation, G)
     check("conv2d_backward", values(rng, out.shape, dtype), x, weight, stride, padding, dilation, G, True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("CO, groups, stride", [(8, 2, 1), (5, 1, 1), (6, 3, 2)])
+def test_conv2d_pointwise_positions_past_the_vectors(dtype, CO, groups, stride):
+    """1×1 convs on x as it is: 50×51 pixels are two weight-gradient blocks and a ragged end that is no
+    whole number of vectors (read through zero-padded copies, so nothing is read past x)."""
+    rng = np.random.default_rng(8)
+    x = values(rng, (2, 12, 50, 51), dtype)
+    assert 50 * 51 > conv_kernels.WEIGHT_GRAD_BLOCK and 50 * 51 % conv_kernels.POSITION_QUANTUM
+    weight, bias = values(rng, (CO, 12 // groups, 1, 1), dtype), values(rng, CO, dtype)
+    arguments = (stride, stride), (0, 0), (1, 1), groups
+    check("conv2d_forward", x, weight, bias, *arguments)
+    out = ref.conv2d_forward(x, weight, bias, *arguments)
+    check("conv2d_backward", values(rng, out.shape, dtype), x, weight, *arguments, True)

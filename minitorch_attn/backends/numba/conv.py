@@ -107,32 +107,70 @@ def _store_four(row, q, width, v0, v1, v2, v3):
     vector_store(row, q + 3 * width, v3)
 
 
+@njit(cache=True)
+def _group_outputs(wide, g, per_group, lo, hi, flat_weight, offsets, planes, start):
+    """wide[co, q] = start[co] + Σ_t flat_weight[co, t] · planes[offsets[t] + q] for the outputs co of group
+    g and lo <= q < hi (a multiple of POSITION_QUANTUM apart): four rows at a time, then the lone ones."""
+    step = 4 * vector_width(wide)
+    fours_end = (g + 1) * per_group - per_group % 4
+    for co in range(g * per_group, fours_end, 4):
+        for q in range(lo, hi, step):
+            _four_output_rows(wide, co, q, flat_weight, offsets, planes, start)
+    for co in range(fours_end, (g + 1) * per_group):
+        for q in range(lo, hi, step):
+            _one_output_row(wide, co, q, flat_weight, offsets, planes, start)
+
+
 @njit(parallel=True, cache=True)
 def _conv2d_wide_loop(planes, flat_weight, start, offsets, groups, length, chunk, wide):
     """wide[co, q] = start[co] + Σ_t flat_weight[co, t] · planes_g[offsets[t] + q], for q < length.
 
     planes (P, positions) and wide (CO, positions) are stacked flat planes
     (:class:`_Frame`), planes_g the P/groups planes of co's group, flattened, and
-    ``offsets`` where each tap of a group reads (:func:`_tap_offsets`); length and
-    chunk are multiples of POSITION_QUANTUM. A task computes ``chunk`` positions of
-    every output channel: the input rows its taps read overlap (a 3×3 kernel reads
-    each pixel 9 times), so they come from memory once and then from cache, and no
-    im2col matrix is written.
+    ``offsets`` where each tap of a group reads; length and chunk are multiples of
+    POSITION_QUANTUM. A task computes ``chunk`` positions of every output channel:
+    the input rows its taps read overlap (a 3×3 kernel reads each pixel 9 times),
+    so they come from memory once and then from cache, and no im2col matrix is
+    written.
     """
     per_group, planes_per_group = wide.shape[0] // groups, planes.shape[0] // groups
-    step = 4 * vector_width(wide)
     for task in prange(length // chunk + (length % chunk > 0)):
         lo = task * chunk
         hi = min(length, lo + chunk)
         for g in range(groups):
             group_planes = planes[g * planes_per_group:(g + 1) * planes_per_group].reshape(-1)
-            fours_end = (g + 1) * per_group - per_group % 4
-            for co in range(g * per_group, fours_end, 4):
-                for q in range(lo, hi, step):
-                    _four_output_rows(wide, co, q, flat_weight, offsets, group_planes, start)
-            for co in range(fours_end, (g + 1) * per_group):
-                for q in range(lo, hi, step):
-                    _one_output_row(wide, co, q, flat_weight, offsets, group_planes, start)
+            _group_outputs(wide, g, per_group, lo, hi, flat_weight, offsets, group_planes, start)
+
+
+@njit(parallel=True, cache=True)
+def _pointwise_loop(x, flat_weight, start, groups, chunk, out):
+    """out[n, co, p] = start[co] + Σ_ci flat_weight[co, ci] · x[n, g·CG + ci, p]: a 1×1 conv on x as it is.
+
+    x (N, C, P) and out (N, CO, P). A task computes ``chunk`` positions of one
+    sample (a multiple of POSITION_QUANTUM); the last POSITION_QUANTUM-ragged
+    positions of a sample go through zero-padded copies, so no load reads past x.
+    """
+    N, C, P = x.shape
+    CO = out.shape[1]
+    CG, per_group = C // groups, CO // groups
+    whole = P - P % POSITION_QUANTUM
+    chunks = -(-P // chunk)
+    offsets, tail_offsets = np.arange(CG) * P, np.arange(CG) * POSITION_QUANTUM
+    for task in prange(N * chunks):
+        n = task // chunks
+        lo = (task % chunks) * chunk
+        for g in range(groups):
+            group_planes = x[n, g * CG:(g + 1) * CG].reshape(-1)
+            _group_outputs(out[n], g, per_group, lo, min(whole, lo + chunk), flat_weight, offsets, group_planes,
+                           start)
+        if task % chunks == chunks - 1 and whole < P:
+            tail = np.zeros((C, POSITION_QUANTUM), x.dtype)
+            tail[:, :P - whole] = x[n, :, whole:]
+            tail_out = np.empty((CO, POSITION_QUANTUM), x.dtype)
+            for g in range(groups):
+                _group_outputs(tail_out, g, per_group, 0, POSITION_QUANTUM, flat_weight, tail_offsets,
+                               tail[g * CG:(g + 1) * CG].reshape(-1), start)
+            out[n, :, whole:] = tail_out[:, :P - whole]
 
 
 @njit(cache=True)
@@ -183,6 +221,19 @@ def _store_sums(row, t, v0, v1, v2, v3):
         row[t + 3] = vector_sum(v3)
 
 
+@njit(cache=True)
+def _group_weight_grads(grad_rows, g, per_group, planes, offsets, t, lo, hi, partial):
+    """partial[co, t + k] = Σ_{lo <= q < hi} grad_rows[co, q] · planes[offsets[t + k] + q] for the outputs co
+    of group g and the four taps from t (a last group of fewer repeats its last tap, and drops the repeats)."""
+    last = offsets.shape[0] - 1
+    s0, s1, s2, s3 = offsets[t], offsets[min(t + 1, last)], offsets[min(t + 2, last)], offsets[min(t + 3, last)]
+    fours_end = (g + 1) * per_group - per_group % 4
+    for co in range(g * per_group, fours_end, 4):
+        _four_by_four_dots(grad_rows, co, planes, s0, s1, s2, s3, lo, hi, partial, t)
+    for co in range(fours_end, (g + 1) * per_group):
+        _one_by_four_dots(grad_rows, co, planes, s0, s1, s2, s3, lo, hi, partial, t)
+
+
 @njit(parallel=True, cache=True)
 def _conv2d_wide_weight_grad_loop(grad_wide, planes, offsets, groups, length, partial):
     """partial[b, co, t] = Σ_{q in block b} g_wide[co, q] · planes_g[offsets[t] + q], t = (ci, kh, kw).
@@ -198,17 +249,42 @@ def _conv2d_wide_weight_grad_loop(grad_wide, planes, offsets, groups, length, pa
     for task in prange(blocks * groups * quads):
         block = task // (groups * quads)
         g = (task // quads) % groups
-        t = (task % quads) * 4
         lo = block * WEIGHT_GRAD_BLOCK
-        hi = min(length, lo + WEIGHT_GRAD_BLOCK)
         group_planes = planes[g * planes_per_group:(g + 1) * planes_per_group].reshape(-1)
-        last = taps - 1
-        s0, s1, s2, s3 = offsets[t], offsets[min(t + 1, last)], offsets[min(t + 2, last)], offsets[min(t + 3, last)]
-        fours_end = (g + 1) * per_group - per_group % 4
-        for co in range(g * per_group, fours_end, 4):
-            _four_by_four_dots(grad_wide, co, group_planes, s0, s1, s2, s3, lo, hi, partial[block], t)
-        for co in range(fours_end, (g + 1) * per_group):
-            _one_by_four_dots(grad_wide, co, group_planes, s0, s1, s2, s3, lo, hi, partial[block], t)
+        _group_weight_grads(grad_wide, g, per_group, group_planes, offsets, (task % quads) * 4, lo,
+                            min(length, lo + WEIGHT_GRAD_BLOCK), partial[block])
+
+
+@njit(parallel=True, cache=True)
+def _pointwise_weight_grad_loop(grad, x, groups, partial):
+    """partial[n·B + b, co, ci] = Σ_{p in block b of sample n} g[n, co, p] · x[n, g·CG + ci, p]: the weight
+    gradient of a 1×1 conv, x (N, C, P) and grad (N, CO, P) as they are, in blocks of WEIGHT_GRAD_BLOCK
+    positions (the caller adds them in order); a ragged end goes through zero-padded copies."""
+    N, C, P = x.shape
+    CO = grad.shape[1]
+    CG, per_group = C // groups, CO // groups
+    whole = P - P % POSITION_QUANTUM
+    blocks = partial.shape[0] // N
+    offsets, tail_offsets = np.arange(CG) * P, np.arange(CG) * POSITION_QUANTUM
+    for task in prange(N * blocks):
+        n = task // blocks
+        lo = (task % blocks) * WEIGHT_GRAD_BLOCK
+        hi = min(whole, lo + WEIGHT_GRAD_BLOCK)
+        ragged = task % blocks == blocks - 1 and whole < P
+        tail, tail_grad = np.zeros((C, POSITION_QUANTUM), x.dtype), np.zeros((CO, POSITION_QUANTUM), x.dtype)
+        if ragged:
+            tail[:, :P - whole] = x[n, :, whole:]
+            tail_grad[:, :P - whole] = grad[n, :, whole:]
+        for g in range(groups):
+            for t in range(0, CG, 4):
+                _group_weight_grads(grad[n], g, per_group, x[n, g * CG:(g + 1) * CG].reshape(-1), offsets, t, lo,
+                                    hi, partial[task])
+                if ragged:
+                    ends = np.empty((CO, CG), x.dtype)
+                    _group_weight_grads(tail_grad, g, per_group, tail[g * CG:(g + 1) * CG].reshape(-1),
+                                        tail_offsets, t, 0, POSITION_QUANTUM, ends)
+                    partial[task, g * per_group:(g + 1) * per_group, t:t + 4] += \
+                        ends[g * per_group:(g + 1) * per_group, t:t + 4]
 
 
 @njit(parallel=True, cache=True)
@@ -373,10 +449,17 @@ class _ConvGeometry:
             raise ValueError(f"{kernel}: the output would be empty ({self.OH}×{self.OW}) for input "
                              f"{H}×{W}, kernel {KH}×{KW}, stride {stride}, padding {padding}, "
                              f"dilation {dilation}")
+        # A 1×1 conv without padding reads x as it is, at every (sh, sw)-th pixel: a matrix product per sample.
+        self.pointwise = (KH, KW) == (1, 1) and padding == (0, 0)
         self.axis_h = _Axis(H, KH, stride[0], padding[0], dilation[0])
         self.axis_w = _Axis(W, KW, stride[1], padding[1], dilation[1])
         self.frame = _Frame(N, (self.axis_h.phase_size, self.axis_w.phase_size), (self.OH, self.OW),
                             self.axis_h.shift, self.axis_w.shift)
+
+    def kept_pixels(self):
+        """Every (sh, sw)-th pixel of x: all that a 1×1 conv without padding reads (x itself at stride 1)."""
+        sh, sw = self.axis_h.stride, self.axis_w.stride
+        return self.x if (sh, sw) == (1, 1) else np.ascontiguousarray(self.x[:, :, ::sh, ::sw])
 
     def input_planes(self):
         """``(x's phase planes in the frame, offsets[t])`` for the taps t = (ci, kh, kw) in C order."""
@@ -411,10 +494,25 @@ class _ConvGeometry:
         return dx
 
 
+def _pointwise_forward(x, flat_weight, start, groups):
+    """The 1×1 conv of x (N, C, H, W) without padding, on x as it is: (N, CO, H, W)."""
+    N, C, H, W = x.shape
+    CO = flat_weight.shape[0]
+    out = np.empty((N, CO, H, W), x.dtype)
+    # about half of L2 of input rows per task, and at least four tasks per thread
+    chunk = min(WIDE_CHUNK_BYTES // (C // groups * x.itemsize), -(-N * H * W // (4 * numba.get_num_threads())))
+    chunk = max(4 * POSITION_QUANTUM, chunk // POSITION_QUANTUM * POSITION_QUANTUM)
+    _pointwise_loop(x.reshape(N, C, -1), np.ascontiguousarray(flat_weight), start, groups, chunk,
+                    out.reshape(N, CO, -1))
+    return out
+
+
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     conv = _ConvGeometry("conv2d_forward", x, weight, stride, padding, dilation, groups)
     N, CO = conv.x.shape[0], conv.weight.shape[0]
     bias_array, _ = _bias_argument("conv2d_forward", bias, CO, conv.x.dtype)  # zeros when there is none
+    if conv.pointwise:
+        return _pointwise_forward(conv.kept_pixels(), conv.weight.reshape(CO, -1), bias_array, conv.groups)
     planes, offsets = conv.input_planes()
     wide = conv.frame.conv(planes, conv.weight.reshape(CO, -1), bias_array, offsets, conv.groups)
     out = np.empty((N, CO, conv.OH, conv.OW), conv.x.dtype)
@@ -432,6 +530,19 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
     if has_bias:
         dbias = np.empty(CO, grad.dtype)
         _conv2d_bias_grad_loop(grad.reshape(N, CO, -1), dbias)
+    if conv.pointwise:
+        kept = conv.kept_pixels()
+        M, CG = CO // conv.groups, conv.weight.shape[1]
+        flat = conv.weight.reshape(conv.groups, M, CG).transpose(0, 2, 1).reshape(-1, M)  # Wᵀ of each group
+        dx_kept = _pointwise_forward(grad, flat, np.zeros(flat.shape[0], grad.dtype), conv.groups)
+        partial = np.empty((N * -(-conv.OH * conv.OW // WEIGHT_GRAD_BLOCK), CO, CG), grad.dtype)
+        _pointwise_weight_grad_loop(grad.reshape(N, CO, -1), kept.reshape(N, kept.shape[1], -1), conv.groups,
+                                    partial)
+        if kept is conv.x:
+            return dx_kept, partial.sum(axis=0).reshape(conv.weight.shape), dbias
+        dx = np.zeros_like(conv.x)
+        dx[:, :, ::conv.axis_h.stride, ::conv.axis_w.stride] = dx_kept
+        return dx, partial.sum(axis=0).reshape(conv.weight.shape), dbias
     # dW correlates the gradient, in the forward's frame (zero at the junk positions), with x's planes
     planes, offsets = conv.input_planes()
     grad_wide = conv.frame.stack(grad, where=(0, 0))
