@@ -178,15 +178,16 @@ def _pointwise_loop(x, flat_weight, start, groups, chunk, out):
 
 
 @njit(cache=True)
-def _four_by_four_dots(grad_wide, co, planes, s0, s1, s2, s3, lo, hi, partial, t):
-    """partial[co + r, t + k] = Σ_{lo <= q < hi} g[co + r, q] · planes[s_k + q] for r, k < 4 (as many
+def _four_by_four_dots(grad_wide, u, co, planes, s0, s1, s2, s3, lo, hi, partial, t):
+    """partial[co + r, t + k] = Σ_{lo <= q < hi} g[co + r, u + q] · planes[s_k + q] for r, k < 4 (as many
     k as fit in partial): vector lanes of running sums, then each vector's lanes in a fixed tree."""
     width = vector_width(planes)
     a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = vector_splat(planes.dtype.type(0))
     a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = a00
     g0, g1, g2, g3 = grad_wide[co], grad_wide[co + 1], grad_wide[co + 2], grad_wide[co + 3]
     for q in range(lo, hi, width):
-        u0, u1, u2, u3 = vector_load(g0, q), vector_load(g1, q), vector_load(g2, q), vector_load(g3, q)
+        at = u + q
+        u0, u1, u2, u3 = vector_load(g0, at), vector_load(g1, at), vector_load(g2, at), vector_load(g3, at)
         x0, x1 = vector_load(planes, s0 + q), vector_load(planes, s1 + q)
         x2, x3 = vector_load(planes, s2 + q), vector_load(planes, s3 + q)
         a00, a01, a02, a03 = vector_fma(u0, x0, a00), vector_fma(u0, x1, a01), vector_fma(u0, x2, a02), vector_fma(u0, x3, a03)
@@ -200,15 +201,15 @@ def _four_by_four_dots(grad_wide, co, planes, s0, s1, s2, s3, lo, hi, partial, t
 
 
 @njit(cache=True)
-def _one_by_four_dots(grad_wide, co, planes, s0, s1, s2, s3, lo, hi, partial, t):
+def _one_by_four_dots(grad_wide, u, co, planes, s0, s1, s2, s3, lo, hi, partial, t):
     """:func:`_four_by_four_dots` for the single output channel co."""
     width = vector_width(planes)
     a0 = a1 = a2 = a3 = vector_splat(planes.dtype.type(0))
     g0 = grad_wide[co]
     for q in range(lo, hi, width):
-        u = vector_load(g0, q)
-        a0, a1 = vector_fma(u, vector_load(planes, s0 + q), a0), vector_fma(u, vector_load(planes, s1 + q), a1)
-        a2, a3 = vector_fma(u, vector_load(planes, s2 + q), a2), vector_fma(u, vector_load(planes, s3 + q), a3)
+        v = vector_load(g0, u + q)
+        a0, a1 = vector_fma(v, vector_load(planes, s0 + q), a0), vector_fma(v, vector_load(planes, s1 + q), a1)
+        a2, a3 = vector_fma(v, vector_load(planes, s2 + q), a2), vector_fma(v, vector_load(planes, s3 + q), a3)
     _store_sums(partial[co], t, a0, a1, a2, a3)
 
 
@@ -226,23 +227,23 @@ def _store_sums(row, t, v0, v1, v2, v3):
 
 
 @njit(cache=True)
-def _group_weight_grads(grad_rows, g, per_group, planes, offsets, t, lo, hi, partial):
-    """partial[co, t + k] = Σ_{lo <= q < hi} grad_rows[co, q] · planes[offsets[t + k] + q] for the outputs co
+def _group_weight_grads(grad_rows, u, g, per_group, planes, offsets, t, lo, hi, partial):
+    """partial[co, t + k] = Σ_{lo <= q < hi} grad_rows[co, u + q] · planes[offsets[t + k] + q] for the outputs co
     of group g and the four taps from t (a last group of fewer repeats its last tap, and drops the repeats)."""
     last = offsets.shape[0] - 1
     s0, s1, s2, s3 = offsets[t], offsets[min(t + 1, last)], offsets[min(t + 2, last)], offsets[min(t + 3, last)]
     fours_end = (g + 1) * per_group - per_group % 4
     for co in range(g * per_group, fours_end, 4):
-        _four_by_four_dots(grad_rows, co, planes, s0, s1, s2, s3, lo, hi, partial, t)
+        _four_by_four_dots(grad_rows, u, co, planes, s0, s1, s2, s3, lo, hi, partial, t)
     for co in range(fours_end, (g + 1) * per_group):
-        _one_by_four_dots(grad_rows, co, planes, s0, s1, s2, s3, lo, hi, partial, t)
+        _one_by_four_dots(grad_rows, u, co, planes, s0, s1, s2, s3, lo, hi, partial, t)
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_wide_weight_grad_loop(grad_wide, planes, offsets, groups, length, partial):
-    """partial[b, co, t] = Σ_{q in block b} g_wide[co, q] · planes_g[offsets[t] + q], t = (ci, kh, kw).
+def _conv2d_wide_weight_grad_loop(grad_wide, u, planes, offsets, groups, length, partial):
+    """partial[b, co, t] = Σ_{q in block b} g_wide[co, u + q] · planes_g[offsets[t] + q], t = (ci, kh, kw).
 
-    g_wide (CO, positions) is zero at the junk positions, so they add nothing; block
+    g_wide (CO, positions) holds output q at u + q and is zero at the junk positions, so they add nothing; block
     b is positions b·WEIGHT_GRAD_BLOCK onwards, and the caller adds the blocks in
     order. A task is one block, one group and four taps, for every output channel
     of the group: the four taps' input rows stay in L1 while the gradient streams.
@@ -255,7 +256,7 @@ def _conv2d_wide_weight_grad_loop(grad_wide, planes, offsets, groups, length, pa
         g = (task // quads) % groups
         lo = block * WEIGHT_GRAD_BLOCK
         group_planes = planes[g * planes_per_group:(g + 1) * planes_per_group].reshape(-1)
-        _group_weight_grads(grad_wide, g, per_group, group_planes, offsets, (task % quads) * 4, lo,
+        _group_weight_grads(grad_wide, u, g, per_group, group_planes, offsets, (task % quads) * 4, lo,
                             min(length, lo + WEIGHT_GRAD_BLOCK), partial[block])
 
 
@@ -282,10 +283,10 @@ def _pointwise_weight_grad_loop(grad, x, groups, partial):
         ends = np.empty((CO, CG), x.dtype)
         for g in range(groups):
             for t in range(0, CG, 4):
-                _group_weight_grads(grad[n], g, per_group, x[n, g * CG:(g + 1) * CG].reshape(-1), offsets, t, lo,
+                _group_weight_grads(grad[n], 0, g, per_group, x[n, g * CG:(g + 1) * CG].reshape(-1), offsets, t, lo,
                                     hi, partial[task])
                 if ragged:
-                    _group_weight_grads(tail_grad, g, per_group, tail[g * CG:(g + 1) * CG].reshape(-1),
+                    _group_weight_grads(tail_grad, 0, g, per_group, tail[g * CG:(g + 1) * CG].reshape(-1),
                                         tail_offsets, t, 0, POSITION_QUANTUM, ends)
                     partial[task, g * per_group:(g + 1) * per_group, t:t + 4] += \
                         ends[g * per_group:(g + 1) * per_group, t:t + 4]
@@ -401,6 +402,10 @@ class _Frame:
         self.blocks = N + -(-reach // (self.span_h * self.span_w))
         self.plane = self.blocks * self.span_h * self.span_w
 
+    @property
+    def layout(self):
+        return self.top, self.left, self.span_h, self.span_w, self.plane
+
     def offset(self, shift_h, shift_w):
         """Where a read at (o + shift_h, o' + shift_w) lands, from output position (o, o'), in a plane."""
         return (self.top + np.asarray(shift_h)) * self.span_w + self.left + np.asarray(shift_w)
@@ -479,15 +484,19 @@ class _ConvGeometry:
         offsets = plane_index * frame.plane + frame.offset(np.array(h.shift)[:, None], np.array(w.shift))
         return frame.stack(self.x, h, w), offsets.reshape(-1).astype(np.int64)
 
-    def input_grad(self, grad):
-        """dx: per phase of x, the stride-1 conv of grad by the taps that read that phase (the adjoint)."""
+    def adjoint_frame(self):
+        """The frame of the input gradient's convs: grad is their data, x's phases their outputs."""
         h, w = self.axis_h, self.axis_w
-        N, C, H, W = self.x.shape
+        return _Frame(self.x.shape[0], (self.OH, self.OW), (h.phase_size, w.phase_size), [-e for e in h.shift],
+                      [-e for e in w.shift])
+
+    def input_grad(self, planes, frame):
+        """dx: per phase of x, the stride-1 conv of grad (its ``planes`` in the adjoint ``frame``) by the taps
+        that read that phase."""
+        h, w = self.axis_h, self.axis_w
+        C = self.x.shape[1]
         CO, CG, _, _ = self.weight.shape
         G, M = self.groups, CO // self.groups
-        frame = _Frame(N, (self.OH, self.OW), (h.phase_size, w.phase_size), [-e for e in h.shift],
-                       [-e for e in w.shift])
-        planes = frame.stack(grad)
         every_phase = len(h.phases) == h.stride and len(w.phases) == w.stride
         dx = np.empty_like(self.x) if every_phase else np.zeros_like(self.x)  # an unread phase gets 0
         # W'[g, ci, m, kh, kw] = W[g·M + m, ci, kh, kw]: input and output channels swapped within each group
@@ -552,9 +561,17 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
         dx = np.zeros_like(conv.x)
         dx[:, :, ::conv.axis_h.stride, ::conv.axis_w.stride] = dx_kept
         return dx, partial.sum(axis=0).reshape(conv.weight.shape), dbias
-    # dW correlates the gradient, in the forward's frame (zero at the junk positions), with x's planes
+    adjoint = conv.adjoint_frame()
+    grad_planes = adjoint.stack(grad)
+    # dW correlates the gradient, at the forward's output positions (zero at the junk ones), with x's
+    # planes. When the two frames are one (a "same" stride-1 conv), the adjoint's stacked gradient is
+    # that already, read from where its data start.
+    start = int(conv.frame.offset(0, 0))
+    if adjoint.layout == conv.frame.layout and start + conv.frame.length <= adjoint.plane:
+        grad_wide = grad_planes
+    else:
+        grad_wide, start = conv.frame.stack(grad, where=(0, 0)), 0
     planes, offsets = conv.input_planes()
-    grad_wide = conv.frame.stack(grad, where=(0, 0))
     partial = np.empty((-(-conv.frame.length // WEIGHT_GRAD_BLOCK), CO, offsets.shape[0]), grad.dtype)
-    _conv2d_wide_weight_grad_loop(grad_wide, planes, offsets, conv.groups, conv.frame.length, partial)
-    return conv.input_grad(grad), partial.sum(axis=0).reshape(conv.weight.shape), dbias
+    _conv2d_wide_weight_grad_loop(grad_wide, start, planes, offsets, conv.groups, conv.frame.length, partial)
+    return conv.input_grad(grad_planes, adjoint), partial.sum(axis=0).reshape(conv.weight.shape), dbias
