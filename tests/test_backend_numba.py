@@ -396,6 +396,22 @@ def test_bit_identical_for_one_and_two_threads():
                 assert np.array_equal(part_a, part_b), f"{name} differs between 1 and 2 threads"
 
 
+def test_the_numba_cache_is_dropped_when_any_source_changes(tmp_path):
+    """A kernel's cache is keyed to its own file: a change to a function it calls from another file must
+    still reach it, so any change to the package's sources drops the whole cache."""
+    from minitorch_attn.backends.numba.cache import drop_stale_cache
+
+    (tmp_path / "kernels.py").write_text("x = 1\n")
+    (tmp_path / "lanes.py").write_text("y = 1\n")
+    cached = tmp_path / "__pycache__" / "kernels.loop-10.py311.nbi"
+    assert drop_stale_cache(tmp_path)  # no stamp yet
+    cached.write_bytes(b"machine code")
+    assert not drop_stale_cache(tmp_path) and cached.exists()  # same sources: kept
+    (tmp_path / "lanes.py").write_text("y = 2\n")
+    assert drop_stale_cache(tmp_path) and not cached.exists()  # another file changed: dropped
+    assert not drop_stale_cache(tmp_path)
+
+
 def _run_python(code, **env):
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True,
                             text=True, timeout=240, env={**os.environ, **env})

@@ -52,7 +52,11 @@ waste most). Not worth a second thread pool to tame: the loops stay.
 """
 from __future__ import annotations
 
-from .pooling import (  # noqa: F401
+from .cache import drop_stale_cache
+
+drop_stale_cache()  # before any kernel loads its cached code (on its first call)
+
+from .pooling import (  # noqa: F401, E402
     global_avg_pool_forward,
     global_avg_pool_backward,
     global_max_pool_forward,
@@ -68,7 +72,7 @@ from .pooling import (  # noqa: F401
     global_avg_max_pool_forward,
     global_avg_max_pool_backward,
 )
-from .dense import (  # noqa: F401
+from .dense import (  # noqa: F401, E402
     linear_forward,
     linear_backward,
     relu_forward,
@@ -76,26 +80,26 @@ from .dense import (  # noqa: F401
     sigmoid_forward,
     sigmoid_backward,
 )
-from .arith import (  # noqa: F401
+from .arith import (  # noqa: F401, E402
     mul_forward,
     mul_backward,
     add_forward,
     sum_to_shape,
 )
-from .conv import (  # noqa: F401
+from .conv import (  # noqa: F401, E402
     conv2d_forward,
     conv2d_backward,
 )
-from .norm import (  # noqa: F401
+from .norm import (  # noqa: F401, E402
     batch_norm_train_forward,
     batch_norm_eval_forward,
     batch_norm_backward,
 )
-from .loss import (  # noqa: F401
+from .loss import (  # noqa: F401, E402
     softmax_cross_entropy_forward,
     softmax_cross_entropy_backward,
 )
-from .attention import (  # noqa: F401
+from .attention import (  # noqa: F401, E402
     channel_gate_and_pool_forward,
     channel_gate_and_pool_backward,
     residual_gate_forward,

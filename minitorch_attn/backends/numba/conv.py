@@ -48,6 +48,9 @@ WEIGHT_GRAD_BLOCK = 2048
 # adjoint: for each phase, the stride-1 conv of the output gradient by that
 # phase's taps, shifts negated, channels swapped within each group.
 #
+# A 1×1 conv without padding needs no stacking where its samples are big: x (N, C, H·W)
+# is a matrix per sample already, and _pointwise_loop multiplies it as it is.
+#
 # The micro-kernels hold a tile of sums in machine vectors (see simd.py) while
 # they walk every tap: 4 output channels × 4 vectors of positions for the
 # forward (per tap: 4 loads, 4 broadcast weights, 16 multiply-adds), 4 output
