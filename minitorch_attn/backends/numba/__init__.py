@@ -38,17 +38,18 @@ Rules every loop in this package follows, and why:
   NaN wins, as there. A max over no elements raises (NumPy's ``argmax`` does).
 
 Numba does not check bounds, so the wrappers check every shape and index the
-loops rely on. Convolutions run as matrix products written here as loops
-(``conv.py`` says which conv takes which path: the batch stacked into "wide
-rows", or im2col), not NumPy's BLAS ``matmul``: OpenBLAS runs its own thread
-pool, which fought Numba's OpenMP threads for the two cores (a BAM conv
-backward took 240 ms instead of 2), and its sums are not in an order we fix.
-Held to one thread, its ``sgemm`` alone beats our whole conv on every
-ResNet-10 3×3 conv (1.8× at 16 channels to 5.8× at 128 in one run of
-``python -m minitorch_attn.bench.blas``), but the im2col matrix that feeds it
-costs about as much as our whole conv, and fed in L2-sized blocks it was no
-faster than these loops except at 4×4 pixels (2.5× there, where the wide rows
-waste most). Not worth a second thread pool to tame: the loops stay.
+loops rely on. Convolutions run on loops written here (``conv.py`` says how: the
+batch stacked into "wide rows", a strided conv split into phases, a 1×1 conv on
+x as it is), not on NumPy's BLAS ``matmul``: OpenBLAS runs its own thread pool,
+which fought Numba's OpenMP threads for the two cores (a BAM conv backward took
+240 ms instead of 2), and its sums are not in an order we fix. Held to one
+thread, ``python -m minitorch_attn.bench.blas`` measured it on the ResNet-10 3×3
+convs: ``sgemm`` on the same stacked positions was 1.1× (16 channels) to 2.0×
+(128) faster than our whole conv, stacking included, but building its im2col
+matrix cost 0.5–4.1 ms on top, and fed in L2-sized blocks it was slower than the
+loops at 16 and 32 channels, even at 64 and 1.4× faster only at 128 channels of
+4×4 pixels, where the wide rows waste most. Not worth a second thread pool to
+tame: the loops stay.
 """
 from __future__ import annotations
 
