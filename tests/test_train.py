@@ -162,8 +162,12 @@ def test_fit_history_files_and_checkpoint(tmp_path, capsys):
         assert np.array_equal(saved["model.fc.weight"], model.fc.weight.data)
         assert "optimizer.0.momentum_buffer" in saved.files and int(saved["scheduler.last_epoch"]) == 2
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    again = train.evaluate(model, ArrayLoader(*_data(16, seed=1)))
-    assert again == {"loss": history.final["val_loss"], "accuracy": history.final["val_accuracy"]}
+    with backend("numpy"):
+        again = train.evaluate(model, ArrayLoader(*_data(16, seed=1)))
+    # The accuracy exactly, the loss to float32 rounding: one fresh-clone CI run (2 workers) saw the two
+    # losses differ in the 8th digit, which 3 runs of this test and of its file alone did not reproduce.
+    assert again["accuracy"] == history.final["val_accuracy"]
+    assert again["loss"] == pytest.approx(history.final["val_loss"], rel=1e-6)
 
 
 @pytest.fixture
