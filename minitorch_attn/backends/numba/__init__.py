@@ -47,7 +47,7 @@ thread, ``python -m minitorch_attn.bench.blas`` measured it on the ResNet-10 3×
 convs: ``sgemm`` on the same stacked positions was 1.1× (16 channels) to 2.0×
 (128) faster than our whole conv, stacking included, but building its im2col
 matrix cost 0.5–4.1 ms on top, and fed in L2-sized blocks it was slower than the
-loops at 16 and 32 channels, even at 64 and 1.4× faster only at 128 channels of
+loops at 16 and 32 channels, about even at 64, and 1.4× faster only at 128 channels of
 4×4 pixels, where the wide rows waste most. Not worth a second thread pool to
 tame: the loops stay.
 """

@@ -305,7 +305,6 @@ def _conv2d_bias_grad_loop(grad, dbias):
         dbias[co] = total
 
 
-
 #: Samples per task of the loops that stack planes and take them apart: a 4×4 plane is too little work
 #: for a task of its own (one task per plane and sample made stacking 128 channels of 64 4×4 samples 3× slower).
 SAMPLES_PER_TASK = 16
@@ -370,7 +369,6 @@ class _Axis:
         self.phases = sorted(set(self.phase))  # the phases some tap reads; a 1×1 at stride s reads one
         self.phase_index = [self.phases.index(a) for a in self.phase]
         self.phase_size = max(len(range(a, size, stride)) for a in self.phases)
-        self.out = conv_output_size(size, kernel, stride, padding, dilation)
 
     def taps_of(self, phase):
         """The taps that read ``phase``, as a slice: k·dilation − padding ≡ phase (mod stride) holds for an
@@ -396,10 +394,9 @@ class _Frame:
     """
 
     def __init__(self, N, data, out, shifts_h, shifts_w):
-        self.N, (self.out_h, self.out_w) = N, out
         self.top, self.span_h = _band(data[0], out[0], shifts_h)
         self.left, self.span_w = _band(data[1], out[1], shifts_w)
-        length = ((N - 1) * self.span_h + self.out_h - 1) * self.span_w + self.out_w
+        length = ((N - 1) * self.span_h + out[0] - 1) * self.span_w + out[1]
         self.length = -(-length // POSITION_QUANTUM) * POSITION_QUANTUM
         reach = self.offset(max(shifts_h), max(shifts_w)) + POSITION_QUANTUM
         self.blocks = N + -(-reach // (self.span_h * self.span_w))
@@ -559,10 +556,10 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
         partial = np.empty((N * -(-conv.OH * conv.OW // WEIGHT_GRAD_BLOCK), CO, CG), grad.dtype)
         _pointwise_weight_grad_loop(grad.reshape(N, CO, -1), kept.reshape(N, kept.shape[1], -1), conv.groups,
                                     partial)
-        if kept is conv.x:
-            return dx_kept, partial.sum(axis=0).reshape(conv.weight.shape), dbias
-        dx = np.zeros_like(conv.x)
-        dx[:, :, ::conv.axis_h.stride, ::conv.axis_w.stride] = dx_kept
+        dx = dx_kept
+        if kept is not conv.x:  # the pixels a strided 1×1 conv skips get 0
+            dx = np.zeros_like(conv.x)
+            dx[:, :, ::conv.axis_h.stride, ::conv.axis_w.stride] = dx_kept
         return dx, partial.sum(axis=0).reshape(conv.weight.shape), dbias
     adjoint = conv.adjoint_frame()
     grad_planes = adjoint.stack(grad)
