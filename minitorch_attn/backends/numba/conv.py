@@ -6,15 +6,12 @@ import numpy as np
 from numba import njit, prange
 
 from .checks import _as_float, _bias_argument, _check_shape, _pair
+from .frames import POSITION_QUANTUM, _Axis, _Frame, _unstack_loop
 from .lanes import _lane_sum
-from .simd import vector_fma, vector_load, vector_splat, vector_store, vector_sum, vector_width
+from .microkernels import _group_outputs, _group_weight_grads
 
 #: Bytes of input rows one task of the direct loop reads (see :func:`_conv2d_wide_loop`).
 WIDE_CHUNK_BYTES = 512 * 1024
-
-#: The direct loops compute positions in multiples of this: four vectors (of 16 float32 or 8 float64 lanes
-#: with AVX-512, half as many without) divide it.
-POSITION_QUANTUM = 64
 
 #: A 1×1 conv on samples of fewer pixels than this that are not a whole number of POSITION_QUANTUM runs on
 #: the stacked planes (see :class:`_ConvGeometry`).
@@ -30,102 +27,18 @@ WEIGHT_GRAD_BLOCK = 2048
 #     · x[n, g·CG + ci, oh·sh + kh·dh − ph, ow·sw + kw·dw − pw]
 # (g = co's group, CG = input channels per group; pixels outside x are 0).
 #
-# Every conv here runs on "wide rows". Stack the zero-padded samples of an input
-# plane one under the other into one tall image, span_w columns wide and span_h
-# rows per sample (a _Frame), and flatten it. Output pixel (o, o') of sample n is
-# flat position q = (n·span_h + o)·span_w + o' of an output image laid out the
-# same way, and a tap that reads the input at (o + e, o' + f) reads the planes at
-# q + (top + e)·span_w + (left + f): ONE offset for the whole batch. Every tap is
-# then one contiguous multiply-add over all positions, long rows that vectorise,
-# and no im2col matrix is written. (The columns past OW of each row and the rows
-# past OH of each sample are junk: computed, never read.)
-#
-# A stride s becomes a stride 1 by splitting each input plane into its phases
-# x[a::s] (rows; columns alike): tap kh reads input row o·s + kh·dh − ph, which
-# is row o + e of phase a for (e, a) = divmod(kh·dh − ph, s). A strided conv is
-# a stride-1 conv over the phase planes, each tap with its own phase and shift,
-# and nothing is computed twice or thrown away. The input gradient is the
-# adjoint: for each phase, the stride-1 conv of the output gradient by that
-# phase's taps, shifts negated, channels swapped within each group.
+# Every conv here runs on "wide rows" (frames.py): the batch stacked into tall
+# planes, where a tap is one offset for the whole batch and a strided conv is a
+# stride-1 conv over phase planes. The input gradient is the adjoint: for each
+# phase, the stride-1 conv of the output gradient by that phase's taps, shifts
+# negated, channels swapped within each group. The sums run in the
+# register-blocked micro-kernels of microkernels.py.
 #
 # A 1×1 conv without padding needs no stacking where its samples are big: x (N, C, H·W)
 # is a matrix per sample already, and _pointwise_loop multiplies it as it is.
-#
-# The micro-kernels hold a tile of sums in machine vectors (see simd.py) while
-# they walk every tap: 4 output channels × 4 vectors of positions for the
-# forward (per tap: 4 loads, 4 broadcast weights, 16 multiply-adds), 4 output
-# channels × 4 taps for the weight gradient (per vector of positions: 4 loads of
-# the gradient, 4 of the input, 16 multiply-adds). Each sum adds its terms in an
-# order fixed by the shapes, whichever task runs it.
 # --------------------------------------------------------------------------
 def conv_output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-@njit(cache=True)
-def _four_output_rows(wide, co, q, flat_weight, offsets, planes, start):
-    """wide[co + r, q + l] = start[co + r] + Σ_t flat_weight[co + r, t] · planes[offsets[t] + q + l],
-    for r < 4 and l < 4W (W = vector_width): sixteen vectors of sums, taps added in order."""
-    width = vector_width(planes)
-    a00 = vector_splat(start[co])
-    a10 = vector_splat(start[co + 1])
-    a20 = vector_splat(start[co + 2])
-    a30 = vector_splat(start[co + 3])
-    a01 = a02 = a03 = a00
-    a11 = a12 = a13 = a10
-    a21 = a22 = a23 = a20
-    a31 = a32 = a33 = a30
-    for t in range(offsets.shape[0]):
-        at = offsets[t] + q
-        x0, x1 = vector_load(planes, at), vector_load(planes, at + width)
-        x2, x3 = vector_load(planes, at + 2 * width), vector_load(planes, at + 3 * width)
-        w0, w1 = vector_splat(flat_weight[co, t]), vector_splat(flat_weight[co + 1, t])
-        w2, w3 = vector_splat(flat_weight[co + 2, t]), vector_splat(flat_weight[co + 3, t])
-        a00, a01, a02, a03 = vector_fma(w0, x0, a00), vector_fma(w0, x1, a01), vector_fma(w0, x2, a02), vector_fma(w0, x3, a03)
-        a10, a11, a12, a13 = vector_fma(w1, x0, a10), vector_fma(w1, x1, a11), vector_fma(w1, x2, a12), vector_fma(w1, x3, a13)
-        a20, a21, a22, a23 = vector_fma(w2, x0, a20), vector_fma(w2, x1, a21), vector_fma(w2, x2, a22), vector_fma(w2, x3, a23)
-        a30, a31, a32, a33 = vector_fma(w3, x0, a30), vector_fma(w3, x1, a31), vector_fma(w3, x2, a32), vector_fma(w3, x3, a33)
-    _store_four(wide[co], q, width, a00, a01, a02, a03)
-    _store_four(wide[co + 1], q, width, a10, a11, a12, a13)
-    _store_four(wide[co + 2], q, width, a20, a21, a22, a23)
-    _store_four(wide[co + 3], q, width, a30, a31, a32, a33)
-
-
-@njit(cache=True)
-def _one_output_row(wide, co, q, flat_weight, offsets, planes, start):
-    """:func:`_four_output_rows` for the single row co: the channels of a group left over after the fours
-    (a depthwise conv has one per group, CBAM's 7×7 one in all)."""
-    width = vector_width(planes)
-    a0 = a1 = a2 = a3 = vector_splat(start[co])
-    for t in range(offsets.shape[0]):
-        at = offsets[t] + q
-        w = vector_splat(flat_weight[co, t])
-        a0, a1 = vector_fma(w, vector_load(planes, at), a0), vector_fma(w, vector_load(planes, at + width), a1)
-        a2 = vector_fma(w, vector_load(planes, at + 2 * width), a2)
-        a3 = vector_fma(w, vector_load(planes, at + 3 * width), a3)
-    _store_four(wide[co], q, width, a0, a1, a2, a3)
-
-
-@njit(cache=True, inline="always")
-def _store_four(row, q, width, v0, v1, v2, v3):
-    vector_store(row, q, v0)
-    vector_store(row, q + width, v1)
-    vector_store(row, q + 2 * width, v2)
-    vector_store(row, q + 3 * width, v3)
-
-
-@njit(cache=True)
-def _group_outputs(wide, g, per_group, lo, hi, flat_weight, offsets, planes, start):
-    """wide[co, q] = start[co] + Σ_t flat_weight[co, t] · planes[offsets[t] + q] for the outputs co of group
-    g and lo <= q < hi (a multiple of POSITION_QUANTUM apart): four rows at a time, then the lone ones."""
-    step = 4 * vector_width(wide)
-    fours_end = (g + 1) * per_group - per_group % 4
-    for co in range(g * per_group, fours_end, 4):
-        for q in range(lo, hi, step):
-            _four_output_rows(wide, co, q, flat_weight, offsets, planes, start)
-    for co in range(fours_end, (g + 1) * per_group):
-        for q in range(lo, hi, step):
-            _one_output_row(wide, co, q, flat_weight, offsets, planes, start)
 
 
 @njit(parallel=True, cache=True)
@@ -178,68 +91,6 @@ def _pointwise_loop(x, flat_weight, start, groups, chunk, out):
                 _group_outputs(tail_out, g, per_group, 0, POSITION_QUANTUM, flat_weight, tail_offsets,
                                tail[g * CG:(g + 1) * CG].reshape(-1), start)
             out[n, :, whole:] = tail_out[:, :P - whole]
-
-
-@njit(cache=True)
-def _four_by_four_dots(grad_wide, u, co, planes, s0, s1, s2, s3, lo, hi, partial, t):
-    """partial[co + r, t + k] = Σ_{lo <= q < hi} g[co + r, u + q] · planes[s_k + q] for r, k < 4 (as many
-    k as fit in partial): vector lanes of running sums, then each vector's lanes in a fixed tree."""
-    width = vector_width(planes)
-    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = vector_splat(planes.dtype.type(0))
-    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = a00
-    g0, g1, g2, g3 = grad_wide[co], grad_wide[co + 1], grad_wide[co + 2], grad_wide[co + 3]
-    for q in range(lo, hi, width):
-        at = u + q
-        u0, u1, u2, u3 = vector_load(g0, at), vector_load(g1, at), vector_load(g2, at), vector_load(g3, at)
-        x0, x1 = vector_load(planes, s0 + q), vector_load(planes, s1 + q)
-        x2, x3 = vector_load(planes, s2 + q), vector_load(planes, s3 + q)
-        a00, a01, a02, a03 = vector_fma(u0, x0, a00), vector_fma(u0, x1, a01), vector_fma(u0, x2, a02), vector_fma(u0, x3, a03)
-        a10, a11, a12, a13 = vector_fma(u1, x0, a10), vector_fma(u1, x1, a11), vector_fma(u1, x2, a12), vector_fma(u1, x3, a13)
-        a20, a21, a22, a23 = vector_fma(u2, x0, a20), vector_fma(u2, x1, a21), vector_fma(u2, x2, a22), vector_fma(u2, x3, a23)
-        a30, a31, a32, a33 = vector_fma(u3, x0, a30), vector_fma(u3, x1, a31), vector_fma(u3, x2, a32), vector_fma(u3, x3, a33)
-    _store_sums(partial[co], t, a00, a01, a02, a03)
-    _store_sums(partial[co + 1], t, a10, a11, a12, a13)
-    _store_sums(partial[co + 2], t, a20, a21, a22, a23)
-    _store_sums(partial[co + 3], t, a30, a31, a32, a33)
-
-
-@njit(cache=True)
-def _one_by_four_dots(grad_wide, u, co, planes, s0, s1, s2, s3, lo, hi, partial, t):
-    """:func:`_four_by_four_dots` for the single output channel co."""
-    width = vector_width(planes)
-    a0 = a1 = a2 = a3 = vector_splat(planes.dtype.type(0))
-    g0 = grad_wide[co]
-    for q in range(lo, hi, width):
-        v = vector_load(g0, u + q)
-        a0, a1 = vector_fma(v, vector_load(planes, s0 + q), a0), vector_fma(v, vector_load(planes, s1 + q), a1)
-        a2, a3 = vector_fma(v, vector_load(planes, s2 + q), a2), vector_fma(v, vector_load(planes, s3 + q), a3)
-    _store_sums(partial[co], t, a0, a1, a2, a3)
-
-
-@njit(cache=True, inline="always")
-def _store_sums(row, t, v0, v1, v2, v3):
-    """row[t + k] = the lane sum of v_k, for the k < 4 that fit in row (a last group of taps repeats its
-    last tap to make four, and drops the repeats here)."""
-    row[t] = vector_sum(v0)
-    if t + 1 < row.shape[0]:
-        row[t + 1] = vector_sum(v1)
-    if t + 2 < row.shape[0]:
-        row[t + 2] = vector_sum(v2)
-    if t + 3 < row.shape[0]:
-        row[t + 3] = vector_sum(v3)
-
-
-@njit(cache=True)
-def _group_weight_grads(grad_rows, u, g, per_group, planes, offsets, t, lo, hi, partial):
-    """partial[co, t + k] = Σ_{lo <= q < hi} grad_rows[co, u + q] · planes[offsets[t + k] + q] for the outputs co
-    of group g and the four taps from t (a last group of fewer repeats its last tap, and drops the repeats)."""
-    last = offsets.shape[0] - 1
-    s0, s1, s2, s3 = offsets[t], offsets[min(t + 1, last)], offsets[min(t + 2, last)], offsets[min(t + 3, last)]
-    fours_end = (g + 1) * per_group - per_group % 4
-    for co in range(g * per_group, fours_end, 4):
-        _four_by_four_dots(grad_rows, u, co, planes, s0, s1, s2, s3, lo, hi, partial, t)
-    for co in range(fours_end, (g + 1) * per_group):
-        _one_by_four_dots(grad_rows, u, co, planes, s0, s1, s2, s3, lo, hi, partial, t)
 
 
 @njit(parallel=True, cache=True)
@@ -305,136 +156,19 @@ def _conv2d_bias_grad_loop(grad, dbias):
         dbias[co] = total
 
 
-#: Samples per task of the loops that stack planes and take them apart: a 4×4 plane is too little work
-#: for a task of its own (one task per plane and sample made stacking 128 channels of 64 4×4 samples 3× slower).
-SAMPLES_PER_TASK = 16
-
-
-@njit(parallel=True, cache=True)
-def _stack_loop(x, sh, sw, phases_h, phases_w, top, left, planes):
-    """planes[c, i, j, n, top + r, left + k] = x[n, c, phases_h[i] + r·sh, phases_w[j] + k·sw], 0 elsewhere
-    (in every block n, those past the last sample too)."""
-    N, C, H, W = x.shape
-    _, Ph, Pw, blocks = planes.shape[:4]
-    zero = planes.dtype.type(0)
-    runs = -(-blocks // SAMPLES_PER_TASK)
-    for task in prange(C * Ph * Pw * runs):
-        first = (task % runs) * SAMPLES_PER_TASK
-        j = (task // runs) % Pw
-        i = (task // (runs * Pw)) % Ph
-        c = task // (runs * Pw * Ph)
-        a, b = phases_h[i], phases_w[j]
-        columns = (W - b + sw - 1) // sw
-        for n in range(first, min(blocks, first + SAMPLES_PER_TASK)):
-            block = planes[c, i, j, n]
-            block[:] = zero
-            if n < N:
-                for r in range((H - a + sh - 1) // sh):
-                    source, dest = x[n, c, a + r * sh], block[top + r]
-                    if sw == 1:
-                        dest[left:left + columns] = source[b:b + columns]
-                    else:
-                        for k in range(columns):
-                            dest[left + k] = source[b + k * sw]
-
-
-@njit(parallel=True, cache=True)
-def _unstack_loop(wide, sh, sw, a, b, out):
-    """out[n, c, a + i·sh, b + j·sw] = wide[c, n, i, j] for every such pixel of out: the outputs in the frame
-    back in NCHW (for the input gradient, one phase of it)."""
-    N, C, H, W = out.shape
-    runs = -(-N // SAMPLES_PER_TASK)
-    for task in prange(C * runs):
-        c = task // runs
-        first = (task % runs) * SAMPLES_PER_TASK
-        columns = (W - b + sw - 1) // sw
-        for n in range(first, min(N, first + SAMPLES_PER_TASK)):
-            for i in range((H - a + sh - 1) // sh):
-                source, dest = wide[c, n, i], out[n, c, a + i * sh]
-                if sw == 1:
-                    dest[b:b + columns] = source[:columns]
-                else:
-                    for j in range(columns):
-                        dest[b + j * sw] = source[j]
-
-
-class _Axis:
-    """One spatial axis of a conv as phases and shifts: tap k reads input index
-    o·stride + k·dilation − padding = (o + shift[k])·stride + phase[k]."""
-
-    def __init__(self, size, kernel, stride, padding, dilation):
-        self.stride = stride
-        self.phase = [(k * dilation - padding) % stride for k in range(kernel)]
-        self.shift = [(k * dilation - padding) // stride for k in range(kernel)]
-        self.phases = sorted(set(self.phase))  # the phases some tap reads; a 1×1 at stride s reads one
-        self.phase_index = [self.phases.index(a) for a in self.phase]
-        self.phase_size = max(len(range(a, size, stride)) for a in self.phases)
-
-    def taps_of(self, phase):
-        """The taps that read ``phase``, as a slice: k·dilation − padding ≡ phase (mod stride) holds for an
-        arithmetic run of k."""
-        taps = [k for k, a in enumerate(self.phase) if a == phase]
-        return slice(taps[0], taps[-1] + 1, taps[1] - taps[0] if len(taps) > 1 else 1)
-
-
-def _band(data, out, shifts):
-    """``(top, span)`` of one axis of a frame: ``data`` pixels after ``top`` zeros, read at o + shift for
-    the ``out`` outputs o. The zero band after a sample's data is the next sample's top band as well: a
-    read past the data lands in zeros either way, so the bands are shared, not doubled."""
-    top = max(0, -min(shifts))
-    return top, max(top + data, out + max(shifts), out, 1)
-
-
-class _Frame:
-    """The stacked layout of one batch of planes: ``(P, blocks, span_h, span_w)``, flattened to (P, positions).
-
-    Sample n's data sit at rows n·span_h + top.., columns left..; its outputs at rows n·span_h..,
-    columns 0..out_w − 1, read at shifts ``shifts_h``, ``shifts_w``. The blocks after the last sample
-    are zeros, room for the reads of the junk positions up to ``length`` (a multiple of POSITION_QUANTUM).
-    """
-
-    def __init__(self, N, data, out, shifts_h, shifts_w):
-        self.top, self.span_h = _band(data[0], out[0], shifts_h)
-        self.left, self.span_w = _band(data[1], out[1], shifts_w)
-        length = ((N - 1) * self.span_h + out[0] - 1) * self.span_w + out[1]
-        self.length = -(-length // POSITION_QUANTUM) * POSITION_QUANTUM
-        reach = self.offset(max(shifts_h), max(shifts_w)) + POSITION_QUANTUM
-        self.blocks = N + -(-reach // (self.span_h * self.span_w))
-        self.plane = self.blocks * self.span_h * self.span_w
-
-    @property
-    def layout(self):
-        return self.top, self.left, self.span_h, self.span_w, self.plane
-
-    def offset(self, shift_h, shift_w):
-        """Where a read at (o + shift_h, o' + shift_w) lands, from output position (o, o'), in a plane."""
-        return (self.top + np.asarray(shift_h)) * self.span_w + self.left + np.asarray(shift_w)
-
-    def stack(self, x, axis_h=None, axis_w=None, where=None):
-        """x (N, C, H, W) in this frame: ``(C·Ph·Pw, positions)``, the used phases of each channel in turn.
-
-        x goes where the data go, or at ``where=(0, 0)`` where the outputs go."""
-        phases_h = np.array(axis_h.phases if axis_h else [0], np.int64)
-        phases_w = np.array(axis_w.phases if axis_w else [0], np.int64)
-        planes = np.empty((x.shape[1], len(phases_h), len(phases_w), self.blocks, self.span_h, self.span_w),
-                          x.dtype)
-        _stack_loop(x, axis_h.stride if axis_h else 1, axis_w.stride if axis_w else 1, phases_h, phases_w,
-                    *(where or (self.top, self.left)), planes)
-        return planes.reshape(-1, self.plane)
-
-    def conv(self, planes, flat_weight, start, offsets, groups):
-        """wide[co, q] = start[co] + Σ_t flat_weight[co, t] · (tap t of co's group at q): ``(CO, blocks,
-        span_h, span_w)``."""
-        wide = np.empty((flat_weight.shape[0], self.plane), planes.dtype)
-        # The chunk's input rows (one group's planes) stay within about half of a 1 MiB L2 cache, and every
-        # thread gets at least four chunks. (The sums do not depend on the chunks: each output adds its taps
-        # in the same order whichever task computes it, so the thread count may choose them.)
-        chunk = min(WIDE_CHUNK_BYTES // (planes.shape[0] // groups * planes.itemsize),
-                    -(-self.length // (4 * numba.get_num_threads())))
-        chunk = max(4 * POSITION_QUANTUM, chunk // POSITION_QUANTUM * POSITION_QUANTUM)
-        _conv2d_wide_loop(planes, np.ascontiguousarray(flat_weight), start, offsets, groups, self.length, chunk,
-                          wide)
-        return wide.reshape(-1, self.blocks, self.span_h, self.span_w)
+def _frame_conv(frame, planes, flat_weight, start, offsets, groups):
+    """wide[co, q] = start[co] + Σ_t flat_weight[co, t] · (tap t of co's group at q): ``(CO, blocks,
+    span_h, span_w)``."""
+    wide = np.empty((flat_weight.shape[0], frame.plane), planes.dtype)
+    # The chunk's input rows (one group's planes) stay within about half of a 1 MiB L2 cache, and every
+    # thread gets at least four chunks. (The sums do not depend on the chunks: each output adds its taps
+    # in the same order whichever task computes it, so the thread count may choose them.)
+    chunk = min(WIDE_CHUNK_BYTES // (planes.shape[0] // groups * planes.itemsize),
+                -(-frame.length // (4 * numba.get_num_threads())))
+    chunk = max(4 * POSITION_QUANTUM, chunk // POSITION_QUANTUM * POSITION_QUANTUM)
+    _conv2d_wide_loop(planes, np.ascontiguousarray(flat_weight), start, offsets, groups, frame.length, chunk,
+                      wide)
+    return wide.reshape(-1, frame.blocks, frame.span_h, frame.span_w)
 
 
 class _ConvGeometry:
@@ -507,7 +241,7 @@ class _ConvGeometry:
                 flat = np.ascontiguousarray(swapped[:, :, :, rows, columns]).reshape(C, -1)
                 reads = frame.offset(-np.array(h.shift[rows])[:, None], -np.array(w.shift[columns]))
                 offsets = (np.arange(M)[:, None, None] * frame.plane + reads).reshape(-1).astype(np.int64)
-                wide = frame.conv(planes, flat, np.zeros(C, dx.dtype), offsets, G)
+                wide = _frame_conv(frame, planes, flat, np.zeros(C, dx.dtype), offsets, G)
                 _unstack_loop(wide, h.stride, w.stride, a, b, dx)
         return dx
 
@@ -532,7 +266,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     if conv.pointwise:
         return _pointwise_forward(conv.kept_pixels(), conv.weight.reshape(CO, -1), bias_array, conv.groups)
     planes, offsets = conv.input_planes()
-    wide = conv.frame.conv(planes, conv.weight.reshape(CO, -1), bias_array, offsets, conv.groups)
+    wide = _frame_conv(conv.frame, planes, conv.weight.reshape(CO, -1), bias_array, offsets, conv.groups)
     out = np.empty((N, CO, conv.OH, conv.OW), conv.x.dtype)
     _unstack_loop(wide, 1, 1, 0, 0, out)
     return out

@@ -1,0 +1,147 @@
+"""The stacked "wide rows" every conv of :mod:`.conv` and :mod:`.winograd` runs on.
+
+Stack the zero-padded samples of an input plane one under the other into one
+tall image, span_w columns wide and span_h rows per sample (a :class:`_Frame`),
+and flatten it. Output pixel (o, o') of sample n is flat position
+q = (n·span_h + o)·span_w + o' of an output image laid out the same way, and a
+tap that reads the input at (o + e, o' + f) reads the planes at
+q + (top + e)·span_w + (left + f): ONE offset for the whole batch. Every tap is
+then one contiguous multiply-add over all positions, long rows that vectorise,
+and no im2col matrix is written. (The columns past OW of each row and the rows
+past OH of each sample are junk: computed, never read.)
+
+A stride s becomes a stride 1 by splitting each input plane into its phases
+x[a::s] (rows; columns alike): tap kh reads input row o·s + kh·dh − ph, which
+is row o + e of phase a for (e, a) = divmod(kh·dh − ph, s) (an :class:`_Axis`).
+A strided conv is a stride-1 conv over the phase planes, each tap with its own
+phase and shift, and nothing is computed twice or thrown away.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+#: The loops compute positions in multiples of this: four vectors (of 16 float32 or 8 float64 lanes
+#: with AVX-512, half as many without) divide it.
+POSITION_QUANTUM = 64
+
+#: Samples per task of the loops that stack planes and take them apart: a 4×4 plane is too little work
+#: for a task of its own (one task per plane and sample made stacking 128 channels of 64 4×4 samples 3× slower).
+SAMPLES_PER_TASK = 16
+
+
+@njit(parallel=True, cache=True)
+def _stack_loop(x, sh, sw, phases_h, phases_w, top, left, planes):
+    """planes[c, i, j, n, top + r, left + k] = x[n, c, phases_h[i] + r·sh, phases_w[j] + k·sw], 0 elsewhere
+    (in every block n, those past the last sample too)."""
+    N, C, H, W = x.shape
+    _, Ph, Pw, blocks, span_h, span_w = planes.shape
+    block_size = span_h * span_w
+    stacked, source = planes.reshape(-1), x.reshape(-1)
+    runs = -(-blocks // SAMPLES_PER_TASK)
+    for task in prange(C * Ph * runs):
+        first = (task % runs) * SAMPLES_PER_TASK
+        i = (task // runs) % Ph
+        c = task // (runs * Ph)
+        rows = (H - phases_h[i] + sh - 1) // sh
+        for j in range(Pw):
+            columns = (W - phases_w[j] + sw - 1) // sw
+            for n in range(first, min(blocks, first + SAMPLES_PER_TASK)):
+                block = (((c * Ph + i) * Pw + j) * blocks + n) * block_size
+                stacked[block:block + block_size] = 0
+                for r in range(rows if n < N else 0):
+                    to = block + (top + r) * span_w + left
+                    at = ((n * C + c) * H + phases_h[i] + r * sh) * W + phases_w[j]
+                    _strided_copy(source, at, sw, stacked, to, 1, columns)
+
+
+@njit(parallel=True, cache=True)
+def _unstack_loop(wide, sh, sw, a, b, out):
+    """out[n, c, a + i·sh, b + j·sw] = wide[c, n, i, j] for every such pixel of out: the outputs in the frame
+    back in NCHW (for the input gradient, one phase of it)."""
+    N, C, H, W = out.shape
+    _, blocks, span_h, span_w = wide.shape
+    rows, columns = (H - a + sh - 1) // sh, (W - b + sw - 1) // sw
+    source, dest = wide.reshape(-1), out.reshape(-1)
+    runs = -(-N // SAMPLES_PER_TASK)
+    for task in prange(C * runs):
+        c = task // runs
+        first = (task % runs) * SAMPLES_PER_TASK
+        for n in range(first, min(N, first + SAMPLES_PER_TASK)):
+            for i in range(rows):
+                _strided_copy(source, ((c * blocks + n) * span_h + i) * span_w, 1, dest,
+                              ((n * C + c) * H + a + i * sh) * W + b, sw, columns)
+
+
+@njit(cache=True, inline="always")
+def _strided_copy(source, at, source_step, dest, to, dest_step, count):
+    """dest[to + k·dest_step] = source[at + k·source_step] for k < count, on flat arrays. The indices are
+    unsigned: a signed one makes Numba check each for a negative (wrap-around) index, which kept LLVM from
+    vectorising the copy (stacking a stride-2 conv's phases took 4× as long, one row view per row 2×)."""
+    for k in range(count):
+        dest[np.uint64(to + k * dest_step)] = source[np.uint64(at + k * source_step)]
+
+
+class _Axis:
+    """One spatial axis of a conv as phases and shifts: tap k reads input index
+    o·stride + k·dilation − padding = (o + shift[k])·stride + phase[k]."""
+
+    def __init__(self, size, kernel, stride, padding, dilation):
+        self.stride = stride
+        self.phase = [(k * dilation - padding) % stride for k in range(kernel)]
+        self.shift = [(k * dilation - padding) // stride for k in range(kernel)]
+        self.phases = sorted(set(self.phase))  # the phases some tap reads; a 1×1 at stride s reads one
+        self.phase_index = [self.phases.index(a) for a in self.phase]
+        self.phase_size = max(len(range(a, size, stride)) for a in self.phases)
+
+    def taps_of(self, phase):
+        """The taps that read ``phase``, as a slice: k·dilation − padding ≡ phase (mod stride) holds for an
+        arithmetic run of k."""
+        taps = [k for k, a in enumerate(self.phase) if a == phase]
+        return slice(taps[0], taps[-1] + 1, taps[1] - taps[0] if len(taps) > 1 else 1)
+
+
+def _band(data, out, shifts):
+    """``(top, span)`` of one axis of a frame: ``data`` pixels after ``top`` zeros, read at o + shift for
+    the ``out`` outputs o. The zero band after a sample's data is the next sample's top band as well: a
+    read past the data lands in zeros either way, so the bands are shared, not doubled."""
+    top = max(0, -min(shifts))
+    return top, max(top + data, out + max(shifts), out, 1)
+
+
+class _Frame:
+    """The stacked layout of one batch of planes: ``(P, blocks, span_h, span_w)``, flattened to (P, positions).
+
+    Sample n's data sit at rows n·span_h + top.., columns left..; its outputs at rows n·span_h..,
+    columns 0..out_w − 1, read at shifts ``shifts_h``, ``shifts_w``. The blocks after the last sample
+    are zeros, room for the reads of the junk positions up to ``length`` (a multiple of POSITION_QUANTUM).
+    """
+
+    def __init__(self, N, data, out, shifts_h, shifts_w):
+        self.top, self.span_h = _band(data[0], out[0], shifts_h)
+        self.left, self.span_w = _band(data[1], out[1], shifts_w)
+        length = ((N - 1) * self.span_h + out[0] - 1) * self.span_w + out[1]
+        self.length = -(-length // POSITION_QUANTUM) * POSITION_QUANTUM
+        reach = self.offset(max(shifts_h), max(shifts_w)) + POSITION_QUANTUM
+        self.blocks = N + -(-reach // (self.span_h * self.span_w))
+        self.plane = self.blocks * self.span_h * self.span_w
+
+    @property
+    def layout(self):
+        return self.top, self.left, self.span_h, self.span_w, self.plane
+
+    def offset(self, shift_h, shift_w):
+        """Where a read at (o + shift_h, o' + shift_w) lands, from output position (o, o'), in a plane."""
+        return (self.top + np.asarray(shift_h)) * self.span_w + self.left + np.asarray(shift_w)
+
+    def stack(self, x, axis_h=None, axis_w=None, where=None):
+        """x (N, C, H, W) in this frame: ``(C·Ph·Pw, positions)``, the used phases of each channel in turn.
+
+        x goes where the data go, or at ``where=(0, 0)`` where the outputs go."""
+        phases_h = np.array(axis_h.phases if axis_h else [0], np.int64)
+        phases_w = np.array(axis_w.phases if axis_w else [0], np.int64)
+        planes = np.empty((x.shape[1], len(phases_h), len(phases_w), self.blocks, self.span_h, self.span_w),
+                          x.dtype)
+        _stack_loop(x, axis_h.stride if axis_h else 1, axis_w.stride if axis_w else 1, phases_h, phases_w,
+                    *(where or (self.top, self.left)), planes)
+        return planes.reshape(-1, self.plane)
