@@ -22,6 +22,7 @@ from minitorch_attn.backends import numba as nb
 from minitorch_attn.backends import numpy_backend as ref
 from minitorch_attn.backends.numba.lanes import PIXEL_BLOCK
 from minitorch_attn.backends.numba import conv as conv_kernels
+from minitorch_attn.backends.numba.winograd import winograd_conv3x3
 from minitorch_attn.testing import assert_close
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,6 +382,11 @@ def test_bit_identical_for_one_and_two_threads():
     cases.append(("conv2d_backward", (values(rng, (3, 8, 50, 51), np.float32), pointwise_x, pointwise_w, (1, 1),
                                       (0, 0), (1, 1), 1, True)))
     cases.append(("conv2d_forward", (pointwise_x, pointwise_w, None, (1, 1), (0, 0), (1, 1), 1)))
+    # Winograd's 3×3 (forward and input gradient): tiles in several tasks, chunked by the thread count
+    winograd_x, winograd_w = values(rng, (6, 32, 17, 15), np.float32), values(rng, (32, 32, 3, 3), np.float32)
+    cases.append(("conv2d_forward", (winograd_x, winograd_w, None, (1, 1), (1, 1), (1, 1), 1)))
+    cases.append(("conv2d_backward", (values(rng, (6, 32, 17, 15), np.float32), winograd_x, winograd_w, (1, 1),
+                                      (1, 1), (1, 1), 1, False)))
     previous = numba.get_num_threads()
     results = {}
     try:
@@ -429,6 +435,9 @@ def test_kernels_run_as_plain_python_with_jit_disabled():
         for dtype in (np.float64, np.float32):
             for name, args in kernel_cases(np.random.default_rng(5), dtype, (2, 3, 3, 4), ties=True):
                 check(name, *args)
+            x, weight = np.ones((1, 32, 3, 4), dtype), np.ones((32, 32, 3, 3), dtype)  # Winograd's 3×3
+            check("conv2d_forward", x, weight, None, (1, 1), (1, 1), (1, 1), 1)
+            check("conv2d_backward", x, x, weight, (1, 1), (1, 1), (1, 1), 1, False)
         print("plain python ok")
     """, NUMBA_DISABLE_JIT="1")
     assert "plain python ok" in out
@@ -486,12 +495,13 @@ def test_bad_input_is_rejected_before_any_work():
 @pytest.mark.parametrize("case", [
     # (C, CO, groups, kernel, stride, padding, dilation): one per branch of conv.py
     (4, 8, 1, (1, 1), (2, 2), (0, 0), (1, 1)),   # subsampling 1×1: stride-1 conv of every 2nd pixel
-    (4, 16, 1, (3, 3), (2, 1), (1, 1), (1, 1)),  # strided, many outputs: im2col + GEMM
+    (4, 16, 1, (3, 3), (2, 1), (1, 1), (1, 1)),  # strided rows only: a stride-1 conv over two row phases
     (3, 5, 1, (2, 3), (1, 1), (3, 2), (2, 1)),   # padding beyond the kernel's reach: the adjoint's zero border
     (6, 15, 3, (3, 3), (1, 1), (1, 1), (1, 1)),  # 5 outputs per group: four rows, then a lone row
     (2, 1, 1, (7, 7), (1, 1), (3, 3), (1, 1)),   # CBAM's 2→1 7×7
     (4, 64, 2, (3, 3), (1, 1), (2, 1), (2, 1)),  # 32 outputs per group, dilated, taps not a multiple of 4
     (5, 5, 5, (3, 3), (1, 1), (1, 1), (1, 1)),   # depthwise: one output per group
+    (32, 32, 1, (3, 3), (1, 1), (1, 1), (1, 1)), # 3×3 "same", 32 channels: Winograd F(2×2, 3×3)
 ])
 def test_conv2d_every_path(dtype, case):
     C, CO, G, kernel, stride, padding, dilation = case
@@ -502,6 +512,25 @@ def test_conv2d_every_path(dtype, case):
     check("conv2d_forward", x, weight, bias, stride, padding, dilation, G)
     out = ref.conv2d_forward(x, weight, bias, stride, padding, dilation, G)
     check("conv2d_backward", values(rng, out.shape, dtype), x, weight, stride, padding, dilation, G, True)
+
+
+def test_conv2d_every_path_reaches_winograd():
+    """The 32-channel case above takes the Winograd path in both dtypes (else it would test the direct one)."""
+    for dtype in (np.float64, np.float32):
+        x, weight = np.zeros((3, 32, 9, 7), dtype), np.zeros((32, 32, 3, 3), dtype)
+        assert conv_kernels._ConvGeometry("test", x, weight, 1, 1, 1, 1).winograd
+        assert not conv_kernels._ConvGeometry("test", x[:, :16], weight[:, :16], 1, 1, 1, 1).winograd
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape, CO", [((2, 5, 7, 6), 3), ((1, 4, 1, 1), 5), ((3, 33, 9, 7), 35), ((2, 6, 2, 9), 4)])
+def test_winograd_conv3x3_matches_the_direct_sum(dtype, shape, CO):
+    """F(2×2, 3×3) on any channel counts (four rows and lone ones), odd sizes (ragged last tiles), a single
+    pixel, and a bias, against the NumPy reference's direct sum."""
+    rng = np.random.default_rng(11)
+    x, weight, bias = values(rng, shape, dtype), values(rng, (CO, shape[1], 3, 3), dtype), values(rng, CO, dtype)
+    assert_same("winograd_conv3x3", winograd_conv3x3(x, weight, bias),
+                ref.conv2d_forward(x, weight, bias, (1, 1), (1, 1), (1, 1), 1))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

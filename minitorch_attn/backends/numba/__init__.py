@@ -9,7 +9,10 @@ The modules are laid out as ``minitorch_attn/ops`` is: the kernels of
 ``ops/conv.py`` are in ``conv.py`` here, and so on for ``pooling``, ``dense``,
 ``arith``, ``norm``, ``loss`` and ``attention``; ``lanes.py`` holds the row
 loops they share (the lane reductions, the first maximum, the GEMM row update)
-and ``checks.py`` the argument checks. This package exposes every kernel.
+and ``checks.py`` the argument checks. The conv has three helpers of its own:
+``frames.py`` (the batch stacked into "wide rows"), ``microkernels.py`` (the
+register-blocked sums, on ``simd.py``'s machine vectors) and ``winograd.py``
+(the 3×3 "same" convs of 32 to 64 channels). This package exposes every kernel.
 
 Rules every loop in this package follows, and why:
 
@@ -40,7 +43,7 @@ Rules every loop in this package follows, and why:
 Numba does not check bounds, so the wrappers check every shape and index the
 loops rely on. Convolutions run on loops written here (``conv.py`` says how: the
 batch stacked into "wide rows", a strided conv split into phases, a 1×1 conv on
-x as it is), not on NumPy's BLAS ``matmul``: OpenBLAS runs its own thread pool,
+x as it is, a 3×3 "same" conv as Winograd's F(2×2, 3×3)), not on NumPy's BLAS ``matmul``: OpenBLAS runs its own thread pool,
 which fought Numba's OpenMP threads for the two cores (a BAM conv backward took
 240 ms instead of 2), and its sums are not in an order we fix. Held to one
 thread, ``python -m minitorch_attn.bench.blas`` measured it on the ResNet-10 3×3

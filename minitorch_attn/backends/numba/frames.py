@@ -38,21 +38,40 @@ def _stack_loop(x, sh, sw, phases_h, phases_w, top, left, planes):
     _, Ph, Pw, blocks, span_h, span_w = planes.shape
     block_size = span_h * span_w
     stacked, source = planes.reshape(-1), x.reshape(-1)
+    # Both column phases of a stride 2 come from one pass over each row, split in two: LLVM vectorises
+    # that with shuffles, where a copy of every other element went one at a time (4× as long).
+    split_rows = sw == 2 and Pw == 2
     runs = -(-blocks // SAMPLES_PER_TASK)
     for task in prange(C * Ph * runs):
         first = (task % runs) * SAMPLES_PER_TASK
         i = (task // runs) % Ph
         c = task // (runs * Ph)
         rows = (H - phases_h[i] + sh - 1) // sh
-        for j in range(Pw):
-            columns = (W - phases_w[j] + sw - 1) // sw
-            for n in range(first, min(blocks, first + SAMPLES_PER_TASK)):
-                block = (((c * Ph + i) * Pw + j) * blocks + n) * block_size
-                stacked[block:block + block_size] = 0
-                for r in range(rows if n < N else 0):
-                    to = block + (top + r) * span_w + left
-                    at = ((n * C + c) * H + phases_h[i] + r * sh) * W + phases_w[j]
-                    _strided_copy(source, at, sw, stacked, to, 1, columns)
+        phase_step = blocks * block_size  # from one column phase's planes to the next
+        for n in range(first, min(blocks, first + SAMPLES_PER_TASK)):
+            block = ((c * Ph + i) * Pw * blocks + n) * block_size  # column phase 0
+            for j in range(Pw):
+                stacked[block + j * phase_step:block + j * phase_step + block_size] = 0
+            for r in range(rows if n < N else 0):
+                at = ((n * C + c) * H + phases_h[i] + r * sh) * W
+                to = block + (top + r) * span_w + left
+                if split_rows:
+                    _split_copy(source, at, W, stacked, to, to + phase_step)
+                else:
+                    for j in range(Pw):
+                        _strided_copy(source, at + phases_w[j], sw, stacked, to + j * phase_step, 1,
+                                      (W - phases_w[j] + sw - 1) // sw)
+
+
+@njit(cache=True, inline="always")
+def _split_copy(source, at, count, dest, even_to, odd_to):
+    """dest[even_to + k] = source[at + 2k] and dest[odd_to + k] = source[at + 2k + 1], for the count elements
+    from at (unsigned indices: see :func:`_strided_copy`)."""
+    for k in range(count // 2):
+        dest[np.uint64(even_to + k)] = source[np.uint64(at + 2 * k)]
+        dest[np.uint64(odd_to + k)] = source[np.uint64(at + 2 * k + 1)]
+    if count % 2:
+        dest[np.uint64(even_to + count // 2)] = source[np.uint64(at + count - 1)]
 
 
 @njit(parallel=True, cache=True)
@@ -71,6 +90,29 @@ def _unstack_loop(wide, sh, sw, a, b, out):
             for i in range(rows):
                 _strided_copy(source, ((c * blocks + n) * span_h + i) * span_w, 1, dest,
                               ((n * C + c) * H + a + i * sh) * W + b, sw, columns)
+
+
+@njit(parallel=True, cache=True)
+def _unstack_pair_loop(even, odd, sh, a, out):
+    """out[n, c, a + i·sh, 2j] = even[c, n, i, j] and out[n, c, a + i·sh, 2j + 1] = odd[c, n, i, j]: both
+    column phases of a stride 2 back in NCHW in one pass, merged (see :func:`_stack_loop` on why)."""
+    N, C, H, W = out.shape
+    _, blocks, span_h, span_w = even.shape
+    rows = (H - a + sh - 1) // sh
+    evens, odds, dest = even.reshape(-1), odd.reshape(-1), out.reshape(-1)
+    runs = -(-N // SAMPLES_PER_TASK)
+    for task in prange(C * runs):
+        c = task // runs
+        first = (task % runs) * SAMPLES_PER_TASK
+        for n in range(first, min(N, first + SAMPLES_PER_TASK)):
+            for i in range(rows):
+                at = ((c * blocks + n) * span_h + i) * span_w
+                to = ((n * C + c) * H + a + i * sh) * W
+                for k in range(W // 2):
+                    dest[np.uint64(to + 2 * k)] = evens[np.uint64(at + k)]
+                    dest[np.uint64(to + 2 * k + 1)] = odds[np.uint64(at + k)]
+                if W % 2:
+                    dest[np.uint64(to + W - 1)] = evens[np.uint64(at + W // 2)]
 
 
 @njit(cache=True, inline="always")

@@ -9,20 +9,21 @@ at 45–80 GFLOPS on a Zen 4 core whose peak is about 110. Here a vector of
 so a kernel can name sixteen of them, and LLVM keeps them in registers
 (:mod:`.conv`'s micro-kernels run at 95–113 GFLOPS).
 
-Five operations, each an ``@intrinsic`` that emits a few lines of LLVM IR:
+Seven operations, each an ``@intrinsic`` that emits a few lines of LLVM IR:
 
 * ``vector_width(row)``: W, the lanes of a vector of row's dtype (a compile-time constant);
 * ``vector_load(row, i)`` / ``vector_store(row, i, v)``: ``row[i:i + W]``, unaligned,
   unchecked (the caller's arrays must reach ``i + W``);
 * ``vector_splat(x)``: W copies of a scalar;
 * ``vector_fma(a, b, c)``: ``a·b + c`` lane by lane, rounded once (``llvm.fma``);
+* ``vector_add(a, b)`` / ``vector_sub(a, b)``: ``a + b`` and ``a − b`` lane by lane (the Winograd transforms);
 * ``vector_sum(v)``: the sum of the lanes, halving in a fixed tree (lanes 0..W/2-1
   plus lanes W/2..W-1, and so on), so the order is fixed by W alone.
 
 Every lane is independent until ``vector_sum``, so results depend on the vector
 width: a machine without AVX-512 (32-byte vectors) adds in another order than one
 with it, and results agree to rounding, not bit for bit. On one machine they are
-bit-identical for any thread count. With ``NUMBA_DISABLE_JIT=1`` the same five
+bit-identical for any thread count. With ``NUMBA_DISABLE_JIT=1`` the same seven
 names are NumPy code with the same meaning, so the kernels still run as Python.
 """
 from __future__ import annotations
@@ -64,6 +65,12 @@ if numba.config.DISABLE_JIT:
 
     def vector_fma(a, b, c):
         return a * b + c
+
+    def vector_add(a, b):
+        return a + b
+
+    def vector_sub(a, b):
+        return a - b
 
     def vector_sum(vector):
         while vector.shape[0] > 1:
@@ -137,6 +144,18 @@ else:
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), name)
             return builder.call(fma, args)
         return c(a, b, c), codegen
+
+    @intrinsic
+    def vector_add(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            return builder.fadd(*args)
+        return a(a, b), codegen
+
+    @intrinsic
+    def vector_sub(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            return builder.fsub(*args)
+        return a(a, b), codegen
 
     @intrinsic
     def vector_sum(typingctx, vector):
