@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from .checks import _as_float, _bias_argument, _check_shape, _pair
-from .frames import POSITION_QUANTUM, _Axis, _Frame, _unstack_loop
+from .frames import POSITION_QUANTUM, _Axis, _Frame, _strided_copy, _task_positions, _unstack_loop, task_count
 from .lanes import _lane_sum
 from .microkernels import _group_outputs, _group_weight_grads
 from .winograd import winograd_conv3x3, winograd_fits
@@ -48,21 +48,20 @@ def conv_output_size(size, kernel, stride, padding, dilation):
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_wide_loop(planes, flat_weight, start, offsets, groups, length, chunk, wide):
+def _conv2d_wide_loop(planes, flat_weight, start, offsets, groups, length, tasks, wide):
     """wide[co, q] = start[co] + Σ_t flat_weight[co, t] · planes_g[offsets[t] + q], for q < length.
 
     planes (P, positions) and wide (CO, positions) are stacked flat planes
     (:class:`_Frame`), planes_g the P/groups planes of co's group, flattened, and
-    ``offsets`` where each tap of a group reads; length and chunk are multiples of
-    POSITION_QUANTUM. A task computes ``chunk`` positions of every output channel:
-    the input rows its taps read overlap (a 3×3 kernel reads each pixel 9 times),
-    so they come from memory once and then from cache, and no im2col matrix is
-    written.
+    ``offsets`` where each tap of a group reads; length is a multiple of
+    POSITION_QUANTUM. Each of the ``tasks`` computes a run of positions of every
+    output channel: the input rows its taps read overlap (a 3×3 kernel reads each
+    pixel 9 times), so they come from memory once and then from cache, and no
+    im2col matrix is written.
     """
     per_group, planes_per_group = wide.shape[0] // groups, planes.shape[0] // groups
-    for task in prange(length // chunk + (length % chunk > 0)):
-        lo = task * chunk
-        hi = min(length, lo + chunk)
+    for task in prange(tasks):
+        lo, hi = _task_positions(task, tasks, length)
         for g in range(groups):
             group_planes = planes[g * planes_per_group:(g + 1) * planes_per_group].reshape(-1)
             _group_outputs(wide, g, per_group, lo, hi, flat_weight, offsets, group_planes, start)
@@ -153,6 +152,31 @@ def _pointwise_weight_grad_loop(grad, x, groups, partial):
 
 
 @njit(parallel=True, cache=True)
+def _subsample_loop(x, sh, sw, kept):
+    """kept[n, c, i, j] = x[n, c, i·sh, j·sw]: the pixels a strided 1×1 conv reads. (NumPy's strided copy
+    ran on one thread: a ResNet shortcut's 64×16×32×32 took longer than its conv.)"""
+    N, C, H, W = x.shape
+    KH, KW = kept.shape[2:]
+    source, dest = x.reshape(-1), kept.reshape(-1)
+    for plane in prange(N * C):
+        for i in range(KH):
+            _strided_copy(source, (plane * H + i * sh) * W, sw, dest, (plane * KH + i) * KW, 1, KW)
+
+
+@njit(parallel=True, cache=True)
+def _upsample_loop(kept, sh, sw, out):
+    """out[n, c, i·sh, j·sw] = kept[n, c, i, j] and 0 at every other pixel: the input gradient of a strided
+    1×1 conv, one plane per task (zeroed and filled while it is in cache)."""
+    N, C, H, W = out.shape
+    KH, KW = kept.shape[2:]
+    source, dest = kept.reshape(-1), out.reshape(-1)
+    for plane in prange(N * C):
+        dest[plane * H * W:(plane + 1) * H * W] = 0
+        for i in range(KH):
+            _strided_copy(source, (plane * KH + i) * KW, 1, dest, (plane * H + i * sh) * W, sw, KW)
+
+
+@njit(parallel=True, cache=True)
 def _conv2d_bias_grad_loop(grad, dbias):
     """db[co] = Σ_{n, p} g[n, co, p] for grad viewed as (N, CO, OH*OW)."""
     for co in prange(grad.shape[1]):
@@ -166,13 +190,12 @@ def _frame_conv(frame, planes, flat_weight, start, offsets, groups):
     """wide[co, q] = start[co] + Σ_t flat_weight[co, t] · (tap t of co's group at q): ``(CO, blocks,
     span_h, span_w)``."""
     wide = np.empty((flat_weight.shape[0], frame.plane), planes.dtype)
-    # The chunk's input rows (one group's planes) stay within about half of a 1 MiB L2 cache, and every
-    # thread gets at least four chunks. (The sums do not depend on the chunks: each output adds its taps
-    # in the same order whichever task computes it, so the thread count may choose them.)
-    chunk = min(WIDE_CHUNK_BYTES // (planes.shape[0] // groups * planes.itemsize),
-                -(-frame.length // (4 * numba.get_num_threads())))
-    chunk = max(4 * POSITION_QUANTUM, chunk // POSITION_QUANTUM * POSITION_QUANTUM)
-    _conv2d_wide_loop(planes, np.ascontiguousarray(flat_weight), start, offsets, groups, frame.length, chunk,
+    # A task's input rows (one group's planes) stay within about half of a 1 MiB L2 cache. (The sums do not
+    # depend on the tasks: each output adds its taps in the same order whichever task computes it, so the
+    # thread count may choose them.)
+    tasks = task_count(frame.length, WIDE_CHUNK_BYTES // (planes.shape[0] // groups * planes.itemsize),
+                       numba.get_num_threads())
+    _conv2d_wide_loop(planes, np.ascontiguousarray(flat_weight), start, offsets, groups, frame.length, tasks,
                       wide)
     return wide.reshape(-1, frame.blocks, frame.span_h, frame.span_w)
 
@@ -217,7 +240,12 @@ class _ConvGeometry:
     def kept_pixels(self):
         """Every (sh, sw)-th pixel of x: all that a 1×1 conv without padding reads (x itself at stride 1)."""
         sh, sw = self.axis_h.stride, self.axis_w.stride
-        return self.x if (sh, sw) == (1, 1) else np.ascontiguousarray(self.x[:, :, ::sh, ::sw])
+        if (sh, sw) == (1, 1):
+            return self.x
+        N, C, H, W = self.x.shape
+        kept = np.empty((N, C, len(range(0, H, sh)), len(range(0, W, sw))), self.x.dtype)
+        _subsample_loop(self.x, sh, sw, kept)
+        return kept
 
     def input_planes(self):
         """``(x's phase planes in the frame, offsets[t])`` for the taps t = (ci, kh, kw) in C order."""
@@ -304,8 +332,8 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
                                     partial)
         dx = dx_kept
         if kept is not conv.x:  # the pixels a strided 1×1 conv skips get 0
-            dx = np.zeros_like(conv.x)
-            dx[:, :, ::conv.axis_h.stride, ::conv.axis_w.stride] = dx_kept
+            dx = np.empty_like(conv.x)
+            _upsample_loop(dx_kept, conv.axis_h.stride, conv.axis_w.stride, dx)
         return dx, partial.sum(axis=0).reshape(conv.weight.shape), dbias
     adjoint = conv.adjoint_frame()
     grad_planes = adjoint.stack(grad)

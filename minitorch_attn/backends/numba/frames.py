@@ -25,6 +25,23 @@ from numba import njit, prange
 #: with AVX-512, half as many without) divide it.
 POSITION_QUANTUM = 64
 
+def task_count(length, most, threads):
+    """How many tasks a loop splits ``length`` positions (a multiple of POSITION_QUANTUM) into: a multiple of
+    the thread count, at least four per thread, with at most about ``most`` positions each (and no more tasks
+    than quanta). Numba deals a prange's iterations out in equal runs, one per thread, so 9 equal tasks
+    on 2 threads kept one thread busy for 5 while the other waited after 4."""
+    quanta = length // POSITION_QUANTUM
+    tasks = max(-(-quanta // max(1, most // POSITION_QUANTUM)), 4 * threads)
+    return min(quanta, -(-tasks // threads) * threads)
+
+
+@njit(cache=True, inline="always")
+def _task_positions(task, tasks, length):
+    """Positions [lo, hi) of task ``task`` of ``tasks``: whole quanta, as even as they divide."""
+    quanta = length // POSITION_QUANTUM
+    return task * quanta // tasks * POSITION_QUANTUM, (task + 1) * quanta // tasks * POSITION_QUANTUM
+
+
 #: Samples per task of the loops that stack planes and take them apart: a 4×4 plane is too little work
 #: for a task of its own (one task per plane and sample made stacking 128 channels of 64 4×4 samples 3× slower).
 SAMPLES_PER_TASK = 16

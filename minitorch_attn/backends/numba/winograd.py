@@ -31,7 +31,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .frames import POSITION_QUANTUM, _Axis, _Frame, _unstack_pair_loop
+from .frames import POSITION_QUANTUM, _Axis, _Frame, _task_positions, _unstack_pair_loop, task_count
 from .microkernels import _group_outputs
 from .simd import vector_add, vector_load, vector_splat, vector_store, vector_sub, vector_width
 
@@ -140,33 +140,33 @@ def _output_transform(products, at, stride, count, bias, wide, to, phase_stride)
 
 
 @njit(parallel=True, cache=True)
-def _winograd_loop(planes, transformed_weight, bias, offsets, length, chunk, wide):
+def _winograd_loop(planes, transformed_weight, bias, offsets, length, tasks, wide):
     """wide[(a, b), co, q] = output pixel (2i + a, 2j + b) of the tile at position q, for q < length.
 
-    planes (4·C, positions): x's phase planes; transformed_weight (16, CO, C): U_ξ = (G g Gᵀ)_ξ. A task
-    owns ``chunk`` positions (a multiple of POSITION_QUANTUM): it transforms their input tiles, runs the 16
-    products and transforms them back, all within its own scratch rows."""
+    planes (4·C, positions): x's phase planes; transformed_weight (16, CO, C): U_ξ = (G g Gᵀ)_ξ. Each of the
+    ``tasks`` owns a run of positions: it transforms their input tiles, runs the 16 products and transforms
+    them back, all within its own scratch rows."""
     C = planes.shape[0] // 4
     CO, positions = transformed_weight.shape[1], wide.shape[2]
-    # The 16 rows ξ of the scratch arrays are one vector apart from a multiple of 4 KiB: rows a power of two
-    # apart map to the same L1 set, and the transforms' 16 streams then evicted each other (5× slower).
-    tile_stride, product_stride = C * chunk + POSITION_QUANTUM // 4, CO * chunk + POSITION_QUANTUM // 4
-    taps = np.arange(C) * chunk
+    most = -(-(length // POSITION_QUANTUM) // tasks) * POSITION_QUANTUM  # the longest run
+    # The 16 rows ξ of the scratch arrays are 16 elements longer than the data: rows a power of two apart
+    # map to the same L1 set, and the transforms' 16 streams then evicted each other (5× slower).
+    tile_stride, product_stride = C * most + 16, CO * most + 16
+    taps = np.arange(C) * most
     zero = np.zeros(CO, planes.dtype)
     flat_wide = wide.reshape(-1)
-    for task in prange(-(-length // chunk)):
-        lo = task * chunk
-        count = min(length, lo + chunk) - lo
+    for task in prange(tasks):
+        lo, hi = _task_positions(task, tasks, length)
         tiles = np.empty(16 * tile_stride, planes.dtype)
         products = np.empty(16 * product_stride, planes.dtype)
         for c in range(C):
-            _input_transform(planes, c, offsets, lo, count, tiles, c * chunk, tile_stride)
+            _input_transform(planes, c, offsets, lo, hi - lo, tiles, c * most, tile_stride)
         for xi in range(16):
-            product = products[xi * product_stride:xi * product_stride + CO * chunk].reshape(CO, chunk)
-            _group_outputs(product, 0, CO, 0, count, transformed_weight[xi], taps,
+            product = products[xi * product_stride:xi * product_stride + CO * most].reshape(CO, most)
+            _group_outputs(product, 0, CO, 0, hi - lo, transformed_weight[xi], taps,
                            tiles[xi * tile_stride:(xi + 1) * tile_stride], zero)
         for co in range(CO):
-            _output_transform(products, co * chunk, product_stride, count, bias[co], flat_wide,
+            _output_transform(products, co * most, product_stride, hi - lo, bias[co], flat_wide,
                               co * positions + lo, CO * positions)
 
 
@@ -192,11 +192,9 @@ def winograd_conv3x3(x, weight, bias):
     frame = _Frame(N, (tile_h.phase_size, tile_w.phase_size), (tiles_h, tiles_w), tile_h.shift, tile_w.shift)
     planes = frame.stack(x, tile_h, tile_w)
     offsets = frame.offset(np.array(tile_h.shift)[:, None], np.array(tile_w.shift)).reshape(-1).astype(np.int64)
-    chunk = WINOGRAD_CHUNK_BYTES // (16 * (C + CO) * x.itemsize)
-    chunk = min(chunk, -(-frame.length // (4 * numba.get_num_threads())))
-    chunk = max(POSITION_QUANTUM, chunk // POSITION_QUANTUM * POSITION_QUANTUM)
+    tasks = task_count(frame.length, WINOGRAD_CHUNK_BYTES // (16 * (C + CO) * x.itemsize), numba.get_num_threads())
     wide = np.empty((4, CO, frame.plane), x.dtype)
-    _winograd_loop(planes, transformed_weight(weight), bias, offsets, frame.length, chunk, wide)
+    _winograd_loop(planes, transformed_weight(weight), bias, offsets, frame.length, tasks, wide)
     out = np.empty((N, CO, H, W), x.dtype)
     phases = wide.reshape(4, CO, frame.blocks, frame.span_h, frame.span_w)
     for a in range(2):
