@@ -526,11 +526,14 @@ def test_conv2d_every_path_reaches_winograd():
 @pytest.mark.parametrize("shape, CO", [((2, 5, 7, 6), 3), ((1, 4, 1, 1), 5), ((3, 33, 9, 7), 35), ((2, 6, 2, 9), 4)])
 def test_winograd_conv3x3_matches_the_direct_sum(dtype, shape, CO):
     """F(2×2, 3×3) on any channel counts (four rows and lone ones), odd sizes (ragged last tiles), a single
-    pixel, and a bias, against the NumPy reference's direct sum."""
+    pixel, and a bias, against the NumPy reference's direct sum; and as the input gradient (adjoint)."""
     rng = np.random.default_rng(11)
     x, weight, bias = values(rng, shape, dtype), values(rng, (CO, shape[1], 3, 3), dtype), values(rng, CO, dtype)
-    assert_same("winograd_conv3x3", winograd_conv3x3(x, weight, bias),
-                ref.conv2d_forward(x, weight, bias, (1, 1), (1, 1), (1, 1), 1))
+    arguments = (1, 1), (1, 1), (1, 1), 1
+    assert_same("winograd_conv3x3", winograd_conv3x3(x, weight, bias), ref.conv2d_forward(x, weight, bias, *arguments))
+    grad = values(rng, (shape[0], CO, *shape[2:]), dtype)
+    dx, _, _ = ref.conv2d_backward(grad, x, weight, *arguments, False)
+    assert_same("winograd_conv3x3 adjoint", winograd_conv3x3(grad, weight, np.zeros(shape[1], dtype), adjoint=True), dx)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -349,8 +349,7 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
     partial = np.empty((-(-conv.frame.length // WEIGHT_GRAD_BLOCK), CO, offsets.shape[0]), grad.dtype)
     _conv2d_wide_weight_grad_loop(grad_wide, start, planes, offsets, conv.groups, conv.frame.length, partial)
     if conv.winograd:
-        flipped = np.ascontiguousarray(conv.weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-        dx = winograd_conv3x3(grad, flipped, np.zeros(conv.x.shape[1], grad.dtype))
+        dx = winograd_conv3x3(grad, conv.weight, np.zeros(conv.x.shape[1], grad.dtype), adjoint=True)
     else:
         dx = conv.input_grad(grad_planes, adjoint)
     return dx, partial.sum(axis=0).reshape(conv.weight.shape), dbias

@@ -44,9 +44,6 @@ WINOGRAD_MIN_CHANNELS = 32
 #: Winograd conv of 64×128×4×4 took 5.3 ms on 1 thread and 8.2 on 2, the direct one 4.6 and 2.9.
 WINOGRAD_CHUNK_BYTES = 512 * 1024
 
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-
-
 def winograd_fits(C, CO, dtype):
     """Whether a 3×3 "same" conv of C input and CO output channels takes :func:`winograd_conv3x3`."""
     scratch = 16 * (C + CO) * POSITION_QUANTUM * np.dtype(dtype).itemsize
@@ -170,22 +167,55 @@ def _winograd_loop(planes, transformed_weight, bias, offsets, length, tasks, wid
                               co * positions + lo, CO * positions)
 
 
-def transformed_weight(weight):
-    """U_ξ[co, c] = (G g Gᵀ)_ξ of each 3×3 kernel g = weight[co, c], as (16, CO, C) in weight's dtype (the
-    products of ½s are exact; the sums are rounded once, from float64)."""
-    CO, C = weight.shape[:2]
-    # two plain matrix products over all kernels at once (16 384 little ones took 2 ms at 128 channels)
-    rows = weight.astype(np.float64).reshape(-1, 3) @ _G.T  # g Gᵀ: (CO·C·3, 4)
-    columns = rows.reshape(CO * C, 3, 4).transpose(1, 0, 2).reshape(3, -1)
-    transformed = (_G @ columns).reshape(4, CO * C, 4)  # (G g Gᵀ)[i, (co, c), j]
-    return np.ascontiguousarray(transformed.transpose(0, 2, 1).reshape(16, CO, C), dtype=weight.dtype)
+@njit(cache=True, inline="always")
+def _g_times(a, b, c):
+    """G · (a, b, c)."""
+    return a, (a + b + c) * 0.5, (a - b + c) * 0.5, c
 
 
-def winograd_conv3x3(x, weight, bias):
+@njit(parallel=True, cache=True)
+def _weight_transform_loop(weight, adjoint, transformed):
+    """transformed[4i + j, o, c] = (G g Gᵀ)[i, j] for g = weight[o, c], or for the adjoint conv's kernel
+    g = weight[c, o] turned by 180° (the input gradient's): in float64, rounded once to weight's dtype."""
+    outputs, inputs = transformed.shape[1:]
+    for o in prange(outputs):
+        for c in range(inputs):
+            g = weight[c, o, ::-1, ::-1] if adjoint else weight[o, c]
+            # G g: each column of g in turn, then (G g) Gᵀ: each row of G g
+            a0, a1, a2, a3 = _g_times(np.float64(g[0, 0]), np.float64(g[1, 0]), np.float64(g[2, 0]))
+            b0, b1, b2, b3 = _g_times(np.float64(g[0, 1]), np.float64(g[1, 1]), np.float64(g[2, 1]))
+            d0, d1, d2, d3 = _g_times(np.float64(g[0, 2]), np.float64(g[1, 2]), np.float64(g[2, 2]))
+            _store_transformed(transformed, 0, o, c, _g_times(a0, b0, d0))
+            _store_transformed(transformed, 4, o, c, _g_times(a1, b1, d1))
+            _store_transformed(transformed, 8, o, c, _g_times(a2, b2, d2))
+            _store_transformed(transformed, 12, o, c, _g_times(a3, b3, d3))
+
+
+@njit(cache=True, inline="always")
+def _store_transformed(transformed, first, o, c, row):
+    u0, u1, u2, u3 = row
+    transformed[first, o, c] = u0
+    transformed[first + 1, o, c] = u1
+    transformed[first + 2, o, c] = u2
+    transformed[first + 3, o, c] = u3
+
+
+def transformed_weight(weight, adjoint=False):
+    """U_ξ = (G g Gᵀ)_ξ of each 3×3 kernel of ``weight`` (CO, C, 3, 3): (16, CO, C), or with ``adjoint`` the
+    kernels of the input gradient's conv (channels swapped, turned by 180°): (16, C, CO)."""
+    outputs, inputs = weight.shape[:2][::-1] if adjoint else weight.shape[:2]
+    transformed = np.empty((16, outputs, inputs), weight.dtype)
+    _weight_transform_loop(weight, adjoint, transformed)
+    return transformed
+
+
+def winograd_conv3x3(x, weight, bias, adjoint=False):
     """out = conv2d(x, weight, bias, stride=1, padding=1) for a 3×3 weight (CO, C, 3, 3), x (N, C, H, W)
-    and bias (CO,), by Winograd F(2×2, 3×3): (N, CO, H, W)."""
+    and bias (CO,), by Winograd F(2×2, 3×3): (N, CO, H, W). With ``adjoint``, the input gradient of that
+    conv instead, for x the output gradient (N, CO, H, W) and bias (C,) zeros: (N, C, H, W), the same conv
+    with the kernels' channels swapped and turned by 180°."""
     N, C, H, W = x.shape
-    CO = weight.shape[0]
+    CO = weight.shape[1] if adjoint else weight.shape[0]
     # A tile's rows: 4 taps at stride 2 from row −1 (so its data sit at one zero row of padding)
     tile_h, tile_w = _Axis(H, 4, 2, 1, 1), _Axis(W, 4, 2, 1, 1)
     tiles_h, tiles_w = -(-H // 2), -(-W // 2)
@@ -194,7 +224,7 @@ def winograd_conv3x3(x, weight, bias):
     offsets = frame.offset(np.array(tile_h.shift)[:, None], np.array(tile_w.shift)).reshape(-1).astype(np.int64)
     tasks = task_count(frame.length, WINOGRAD_CHUNK_BYTES // (16 * (C + CO) * x.itemsize), numba.get_num_threads())
     wide = np.empty((4, CO, frame.plane), x.dtype)
-    _winograd_loop(planes, transformed_weight(weight), bias, offsets, frame.length, tasks, wide)
+    _winograd_loop(planes, transformed_weight(weight, adjoint), bias, offsets, frame.length, tasks, wide)
     out = np.empty((N, CO, H, W), x.dtype)
     phases = wide.reshape(4, CO, frame.blocks, frame.span_h, frame.span_w)
     for a in range(2):
