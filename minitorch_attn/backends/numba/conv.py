@@ -38,10 +38,11 @@ WEIGHT_GRAD_BLOCK = 2048
 # A 1×1 conv without padding needs no stacking where its samples are big: x (N, C, H·W)
 # is a matrix per sample already, and _pointwise_loop multiplies it as it is.
 #
-# A 3×3 conv of stride 1 and padding 1 with 32 channels or more in and out (the
-# backbone's) takes winograd.py's F(2×2, 3×3): 16 multiplications per 2×2
-# outputs instead of 36, forward and input gradient. The weight gradient stays
-# direct.
+# A 3×3 conv of stride 1 and padding 1 whose channels suit it (winograd_fits: 32
+# or more in and out, and a task's transformed tiles within half of L2, so the
+# backbone's 32 and 64 in float32) takes winograd.py's F(2×2, 3×3): 16
+# multiplications per 2×2 outputs instead of 36, forward and input gradient.
+# The weight gradient stays direct.
 # --------------------------------------------------------------------------
 def conv_output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1

@@ -25,6 +25,7 @@ from numba import njit, prange
 #: with AVX-512, half as many without) divide it.
 POSITION_QUANTUM = 64
 
+
 def task_count(length, most, threads):
     """How many tasks a loop splits ``length`` positions (a multiple of POSITION_QUANTUM) into: a multiple of
     the thread count, at least four per thread, with at most about ``most`` positions each (and no more tasks
@@ -135,8 +136,8 @@ def _unstack_pair_loop(even, odd, sh, a, out):
 @njit(cache=True, inline="always")
 def _strided_copy(source, at, source_step, dest, to, dest_step, count):
     """dest[to + k·dest_step] = source[at + k·source_step] for k < count, on flat arrays. The indices are
-    unsigned: a signed one makes Numba check each for a negative (wrap-around) index, which kept LLVM from
-    vectorising the copy (stacking a stride-2 conv's phases took 4× as long, one row view per row 2×)."""
+    unsigned: Numba checks a signed one for a negative (wrap-around) index, which kept LLVM from vectorising
+    the copy. With signed indices and a view per row, stacking a stride-2 conv's phases took 4× as long."""
     for k in range(count):
         dest[np.uint64(to + k * dest_step)] = source[np.uint64(at + k * source_step)]
 
