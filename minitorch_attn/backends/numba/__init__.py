@@ -47,12 +47,13 @@ x as it is, a 3×3 "same" conv as Winograd's F(2×2, 3×3)), not on NumPy's BLAS
 which fought Numba's OpenMP threads for the two cores (a BAM conv backward took
 240 ms instead of 2), and its sums are not in an order we fix. Held to one
 thread, ``python -m minitorch_attn.bench.blas`` measured it on the ResNet-10 3×3
-convs: ``sgemm`` on the same stacked positions was 1.1× (16 channels) to 2.0×
-(128) faster than our whole conv, stacking included, but building its im2col
-matrix cost 0.5–4.1 ms on top, and fed in L2-sized blocks it was slower than the
-loops at 16 and 32 channels, about even at 64, and 1.4× faster only at 128 channels of
-4×4 pixels, where the wide rows waste most. Not worth a second thread pool to
-tame: the loops stay.
+convs (run of 2026-11-30 23:27): ``sgemm`` on the same stacked positions was
+1.05× (16 channels), 1.1× (32 and 64, our Winograd convs) and 1.8× (128)
+faster than our whole conv, stacking included, but building its im2col matrix
+cost 0.6–4.3 ms on top, and fed in L2-sized blocks it was 1.2–2.5× slower than
+ours up to 64 channels and 1.25× faster only at 128 channels of 4×4 pixels,
+where the wide rows waste most. Not worth a second thread pool to tame: the
+loops stay.
 """
 from __future__ import annotations
 
