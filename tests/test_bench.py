@@ -275,7 +275,8 @@ def test_training_step_check_passes_and_catches_a_wrong_gradient(monkeypatch):
 
 
 def test_training_steps_are_joined_reported_and_judged(monkeypatch):
-    """Orchestration with stand-in children: a check, then per thread count PyTorch and numba."""
+    """Orchestration with stand-in children: a check, then per thread count rounds of PyTorch and numba in
+    turn; a step's ratio is the median of the rounds' ratios, each against PyTorch in the same round."""
     started = []
 
     def fake_child(spec, settings):
@@ -283,27 +284,32 @@ def test_training_steps_are_joined_reported_and_judged(monkeypatch):
         if spec["mode"] == "step-check":
             return {"checks": [{"backend": "numba", "case": c, "variant": "step", "max_rel_error": 1e-12}
                                for c in spec["steps"]]}
-        ms = {"torch": 100.0, "numba": 80.0 if spec["threads"] == 2 else 200.0}[spec["side"]]
+        rounds_before = sum(1 for s in started[:-1] if s == started[-1])
+        ms = {"torch": 100.0 + 20.0 * rounds_before, "numba": 80.0 if spec["threads"] == 2 else 200.0}[spec["side"]]
         return {"threads": spec["threads"], "timings": [
             {"case": c, "pass": "train step", "variant": "eager" if spec["side"] == "torch" else None,
              "median_ms": ms, "iqr_ms": 1.0, "reps": 5} for c in spec["steps"]]}
 
     monkeypatch.setattr(runner, "run_child", fake_child)
     settings = runner.Settings(shapes=(), backends=("numba",), cases=(), steps=("resnet10-cbam",),
-                               step_threads=(1, 2))
+                               step_threads=(1, 2), step_rounds=2)
     document = runner.run(settings, log=lambda line: None)
-    assert started == [("step-check", "check", settings.threads), ("step-time", "torch", 1),
-                       ("step-time", "numba", 1), ("step-time", "torch", 2), ("step-time", "numba", 2)]
+    assert started == [("step-check", "check", settings.threads)] + [
+        ("step-time", side, threads) for threads in (1, 2) for _ in range(2) for side in ("torch", "numba")]
     numba_rows = {e["threads"]: e for e in document["entries"] if e["backend"] == "numba"}
-    assert numba_rows[2]["ratio_vs_torch"] == pytest.approx(1.25) and numba_rows[1]["ratio_vs_torch"] == 0.5
+    assert numba_rows[2]["round_ratios"] == pytest.approx([1.25, 1.5])
+    assert numba_rows[2]["ratio_vs_torch"] == pytest.approx(1.375) and numba_rows[1]["ratio_vs_torch"] == 0.55
     assert numba_rows[2]["img_per_s"] == pytest.approx(BATCH / 0.08) and numba_rows[2]["kind"] == "step"
+    torch_rows = {e["threads"]: e for e in document["entries"] if e["backend"] == "torch"}
+    assert torch_rows[1]["median_ms"] == 110.0 and torch_rows[1]["round_ms"] == [100.0, 120.0]
     goals = {(g["threads"], g["met"]) for g in document["goals"]}
     assert goals == {(1, False), (2, True)}
     text = report.text_table(document)
     assert "MISSED numba training step of resnet10 with CBAM" in text and "1 thread:" in text
-    assert any(line.split()[:3] == ["resnet10-cbam", "2", "100"] for line in text.splitlines()), text
+    assert any(line.split()[:3] == ["resnet10-cbam", "2", "110"] for line in text.splitlines()), text
     section = report.markdown(document)
-    assert "| resnet10-cbam | 1 | 100 | 640 | 200 | 320 | 0.50 |" in section
+    assert "| resnet10-cbam | 1 | 110 | 582 | 200 | 320 | 0.55 | 0.50 0.60 |" in section
+    assert "2 rounds" in section
 
 
 def test_profile_of_a_training_step_accounts_for_the_step(monkeypatch):

@@ -80,7 +80,7 @@ def _step_rows(document):
             steps.setdefault((entry["name"], entry["threads"]), {})[entry["backend"]] = entry
     header = ["training step", "threads", "torch ms", "torch img/s"]
     for backend in backends:
-        header += [f"{backend} ms", f"{backend} img/s", "× torch"]
+        header += [f"{backend} ms", f"{backend} img/s", "× torch", "× torch, each round"]
     rows = []
     for (case, threads), by_backend in steps.items():
         torch_entry = by_backend.get("torch")
@@ -88,8 +88,9 @@ def _step_rows(document):
                                       [_ms(torch_entry["median_ms"]), f"{torch_entry['img_per_s']:.0f}"])
         for backend in backends:
             entry = by_backend.get(backend)
-            row += ["–", "–", "–"] if entry is None else \
-                [_ms(entry["median_ms"]), f"{entry['img_per_s']:.0f}", _number(entry["ratio_vs_torch"])]
+            row += ["–", "–", "–", "–"] if entry is None else \
+                [_ms(entry["median_ms"]), f"{entry['img_per_s']:.0f}", _number(entry["ratio_vs_torch"]),
+                 " ".join(_number(r) for r in entry.get("round_ratios", [entry["ratio_vs_torch"]]))]
         rows.append(row)
     return header, rows
 
@@ -98,8 +99,11 @@ def _step_title(document):
     from .step_cases import describe
 
     cases = sorted({e["name"] for e in document["entries"] if e["kind"] == "step"})
-    return "Training steps (forward, cross-entropy, backward, SGD), float32, train mode: " + "; ".join(
+    rounds = document["settings"].get("step_rounds", 1)
+    return ("Training steps (forward, cross-entropy, backward, SGD), float32, train mode: " + "; ".join(
         f"{case} = {describe(case)}" for case in cases)
+        + f". PyTorch and ours timed in turn, {rounds} round{'s' if rounds != 1 else ''} (each a process per "
+          "side); ms: the median of the rounds' medians; × torch: the median of the rounds' ratios")
 
 
 def _title(document, shape, dtype):

@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 
+import numpy as np
+
 from .ops_cases import OP_CASES, REDUCTION
 from .step_cases import BATCH, input_shape
 from .traffic import PASSES, floor_bytes, floor_ms
@@ -62,6 +64,7 @@ class Settings:
     quick: bool = False
     steps: tuple = ()
     step_threads: tuple = ()
+    step_rounds: int = 3
     child_timeout: float = 1800.0
 
 
@@ -144,7 +147,7 @@ def run(settings, log=print, command=None):
         "settings": {
             "quick": settings.quick, "threads": settings.threads, "min_time_s": settings.min_time,
             "min_reps": settings.min_reps, "warmup_s": settings.warmup_time, "seed": settings.seed,
-            "environment": MALLOC_ENV,
+            "step_rounds": settings.step_rounds, "environment": MALLOC_ENV,
             "forward": "train mode, no graph recorded (no_grad on both sides)",
             "forward+backward": "train mode, graph recorded, backward from a fixed random upstream gradient",
         },
@@ -189,7 +192,10 @@ def run(settings, log=print, command=None):
 
 def run_steps(document, settings, backends, log):
     """The training-step cases: one float64 check against the PyTorch twins, then at each of
-    ``settings.step_threads`` a float32 timing group per side."""
+    ``settings.step_threads`` ``settings.step_rounds`` rounds of a float32 timing group per side, PyTorch and
+    ours in turn. This machine's speed drifts from one process to the next by more than the gaps measured
+    (two runs of the same step a minute apart differed by a third), so each round's ratio compares two groups
+    timed back to back, and a step's ratio is the median of its rounds'."""
     from .worker import STEP_CHECK_DTYPE
 
     shape = list(input_shape())
@@ -208,32 +214,48 @@ def run_steps(document, settings, backends, log):
         _fail(document, log, message)
     timed = [b for b in backends if not any("error" in c for c in checks if c["backend"] == b)]
     for threads in settings.step_threads:
-        groups = {}
-        for side in ["torch"] + timed:
-            log(f"time   {side:6s} training steps, {threads} thread{'s' if threads != 1 else ''}")
-            try:
-                groups[side] = run_child(dict(base, mode="step-time", side=side, threads=threads), settings)
-            except ChildFailed as error:
-                _fail(document, log, error)
-        if "torch" in groups:
-            join_steps(document, groups, shape)
+        rounds = []
+        for number in range(1, settings.step_rounds + 1):
+            groups = {}
+            for side in ["torch"] + timed:
+                log(f"time   {side:6s} training steps, {threads} thread{'s' if threads != 1 else ''}, "
+                    f"round {number} of {settings.step_rounds}")
+                try:
+                    groups[side] = run_child(dict(base, mode="step-time", side=side, threads=threads), settings)
+                except ChildFailed as error:
+                    _fail(document, log, error)
+            if "torch" in groups:
+                rounds.append(groups)
+        if rounds:
+            join_steps(document, rounds, threads, shape)
 
 
-def join_steps(document, groups, shape):
-    """Entries of one thread count's training steps: images per second and the ratio to PyTorch's step."""
-    torch_ms = {record["case"]: record["median_ms"] for record in groups["torch"]["timings"]}
-    for side, group in groups.items():
-        for record in group["timings"]:
-            entry = {
-                "name": record["case"], "kind": "step", "shape": shape, "dtype": "float32", "pass": record["pass"],
-                "backend": side, "median_ms": record["median_ms"], "iqr_ms": record["iqr_ms"],
-                "reps": record["reps"], "threads": group["threads"],
-                "ratio_vs_torch": torch_ms[record["case"]] / record["median_ms"],
-                "img_per_s": BATCH / (record["median_ms"] * 1e-3), "floor_ms": None, "time_over_floor": None,
-            }
-            if side == "torch":
-                entry["torch_variant"] = record["variant"]
-            document["entries"].append(entry)
+def join_steps(document, rounds, threads, shape):
+    """Entries of one thread count's training steps from its timing rounds (``[{side: group}]``): the median
+    over rounds of each side's median step, images per second at it, and the median over rounds of the ratio
+    to PyTorch's step in the same round (each round's ratio is kept, to show the spread)."""
+    timings = {}  # (side, case) -> that side's record of the case in each round it has
+    for groups in rounds:
+        torch_ms = {record["case"]: record["median_ms"] for record in groups["torch"]["timings"]}
+        for side, group in groups.items():
+            for record in group["timings"]:
+                ratio = torch_ms[record["case"]] / record["median_ms"]
+                timings.setdefault((side, record["case"]), []).append((record, ratio))
+    for (side, case), records in timings.items():
+        median_ms = float(np.median([record["median_ms"] for record, _ in records]))
+        entry = {
+            "name": case, "kind": "step", "shape": shape, "dtype": "float32", "pass": records[0][0]["pass"],
+            "backend": side, "median_ms": median_ms,
+            "iqr_ms": float(np.median([record["iqr_ms"] for record, _ in records])),
+            "reps": sum(record["reps"] for record, _ in records), "threads": threads,
+            "ratio_vs_torch": float(np.median([ratio for _, ratio in records])),
+            "round_ms": [record["median_ms"] for record, _ in records],
+            "round_ratios": [ratio for _, ratio in records],
+            "img_per_s": BATCH / (median_ms * 1e-3), "floor_ms": None, "time_over_floor": None,
+        }
+        if side == "torch":
+            entry["torch_variant"] = records[0][0]["variant"]
+        document["entries"].append(entry)
 
 
 def _fail(document, log, problem):
