@@ -93,44 +93,38 @@ def _split_copy(source, at, count, dest, even_to, odd_to):
 
 
 @njit(parallel=True, cache=True)
-def _unstack_loop(wide, sh, sw, a, b, out):
+def _unstack_loop(wide, sh, sw, a, b, out, odd=None):
     """out[n, c, a + i·sh, b + j·sw] = wide[c, n, i, j] for every such pixel of out: the outputs in the frame
-    back in NCHW (for the input gradient, one phase of it)."""
+    back in NCHW (for the input gradient, one phase of it). Given ``odd`` (with sw = 2 and b = 0), the odd
+    columns too: out[n, c, a + i·sh, 2j + 1] = odd[c, n, i, j], both column phases in one pass, merged (see
+    :func:`_stack_loop` on why)."""
     N, C, H, W = out.shape
     _, blocks, span_h, span_w = wide.shape
     rows, columns = (H - a + sh - 1) // sh, (W - b + sw - 1) // sw
     source, dest = wide.reshape(-1), out.reshape(-1)
+    odds = source if odd is None else odd.reshape(-1)
     runs = -(-N // SAMPLES_PER_TASK)
     for task in prange(C * runs):
         c = task // runs
         first = (task % runs) * SAMPLES_PER_TASK
         for n in range(first, min(N, first + SAMPLES_PER_TASK)):
             for i in range(rows):
-                _strided_copy(source, ((c * blocks + n) * span_h + i) * span_w, 1, dest,
-                              ((n * C + c) * H + a + i * sh) * W + b, sw, columns)
+                at, to = ((c * blocks + n) * span_h + i) * span_w, ((n * C + c) * H + a + i * sh) * W + b
+                if odd is None:
+                    _strided_copy(source, at, 1, dest, to, sw, columns)
+                else:
+                    _merge_copy(source, odds, at, W, dest, to)
 
 
-@njit(parallel=True, cache=True)
-def _unstack_pair_loop(even, odd, sh, a, out):
-    """out[n, c, a + i·sh, 2j] = even[c, n, i, j] and out[n, c, a + i·sh, 2j + 1] = odd[c, n, i, j]: both
-    column phases of a stride 2 back in NCHW in one pass, merged (see :func:`_stack_loop` on why)."""
-    N, C, H, W = out.shape
-    _, blocks, span_h, span_w = even.shape
-    rows = (H - a + sh - 1) // sh
-    evens, odds, dest = even.reshape(-1), odd.reshape(-1), out.reshape(-1)
-    runs = -(-N // SAMPLES_PER_TASK)
-    for task in prange(C * runs):
-        c = task // runs
-        first = (task % runs) * SAMPLES_PER_TASK
-        for n in range(first, min(N, first + SAMPLES_PER_TASK)):
-            for i in range(rows):
-                at = ((c * blocks + n) * span_h + i) * span_w
-                to = ((n * C + c) * H + a + i * sh) * W
-                for k in range(W // 2):
-                    dest[np.uint64(to + 2 * k)] = evens[np.uint64(at + k)]
-                    dest[np.uint64(to + 2 * k + 1)] = odds[np.uint64(at + k)]
-                if W % 2:
-                    dest[np.uint64(to + W - 1)] = evens[np.uint64(at + W // 2)]
+@njit(cache=True, inline="always")
+def _merge_copy(evens, odds, at, count, dest, to):
+    """dest[to + 2k] = evens[at + k] and dest[to + 2k + 1] = odds[at + k], for the count elements from to:
+    :func:`_split_copy` undone."""
+    for k in range(count // 2):
+        dest[np.uint64(to + 2 * k)] = evens[np.uint64(at + k)]
+        dest[np.uint64(to + 2 * k + 1)] = odds[np.uint64(at + k)]
+    if count % 2:
+        dest[np.uint64(to + count - 1)] = evens[np.uint64(at + count // 2)]
 
 
 @njit(cache=True, inline="always")

@@ -31,7 +31,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .frames import POSITION_QUANTUM, _Axis, _Frame, _task_positions, _unstack_pair_loop, task_count
+from .frames import POSITION_QUANTUM, _Axis, _Frame, _task_positions, _unstack_loop, task_count
 from .microkernels import _group_outputs
 from .simd import vector_add, vector_load, vector_splat, vector_store, vector_sub, vector_width
 
@@ -228,5 +228,5 @@ def winograd_conv3x3(x, weight, bias, adjoint=False):
     out = np.empty((N, CO, H, W), x.dtype)
     phases = wide.reshape(4, CO, frame.blocks, frame.span_h, frame.span_w)
     for a in range(2):
-        _unstack_pair_loop(phases[2 * a], phases[2 * a + 1], 2, a, out)
+        _unstack_loop(phases[2 * a], 2, 2, a, 0, out, phases[2 * a + 1])
     return out
