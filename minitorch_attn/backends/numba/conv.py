@@ -1,4 +1,5 @@
-"""Kernels of ``ops/conv.py``: conv2d forward and backward, as direct loops over the batch stacked into "wide rows"."""
+"""Kernels of ``ops/conv.py``: conv2d forward and backward, as loops over the batch stacked into "wide rows"
+(direct sums, or Winograd's for the 3×3 "same" convs that suit it)."""
 from __future__ import annotations
 
 import numba

@@ -44,6 +44,7 @@ WINOGRAD_MIN_CHANNELS = 32
 #: Winograd conv of 64×128×4×4 took 5.3 ms on 1 thread and 8.2 on 2, the direct one 4.6 and 2.9.
 WINOGRAD_CHUNK_BYTES = 512 * 1024
 
+
 def winograd_fits(C, CO, dtype):
     """Whether a 3×3 "same" conv of C input and CO output channels takes :func:`winograd_conv3x3`."""
     scratch = 16 * (C + CO) * POSITION_QUANTUM * np.dtype(dtype).itemsize
@@ -74,8 +75,8 @@ def _input_transform(planes, c, offsets, lo, count, tiles, at, stride):
     """tiles[ξ·stride + at + q] = (Bᵀ d B)[ξ] for the input tiles d of channel c at positions lo + q, q < count.
 
     planes are x's phase planes, channel-major, phases (row, column) in the order (0, 0), (0, 1), (1, 0),
-    (1, 1); offsets[4r + s] is where element (r, s) of a tile is read from its position. (``tiles`` is
-    flat: a row view per store cost more than the arithmetic.)"""
+    (1, 1); offsets[4r + s] is where element (r, s) of a tile is read from its position. ``tiles`` is flat,
+    its rows ξ ``stride`` apart (padded: see :func:`_winograd_loop`)."""
     width = vector_width(planes)
     even_even, even_odd, odd_even, odd_odd = planes[4 * c], planes[4 * c + 1], planes[4 * c + 2], planes[4 * c + 3]
     for q in range(0, count, width):
