@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from minitorch_attn.backends import KERNEL_NAMES
 from minitorch_attn.backends import numba as nb
 from minitorch_attn.backends import numpy_backend as ref
+from minitorch_attn.backends.numba import lanes as lanes_module
+from minitorch_attn.backends.numba import simd
 from minitorch_attn.backends.numba.lanes import PIXEL_BLOCK
 from minitorch_attn.backends.numba import conv as conv_kernels
 from minitorch_attn.backends.numba.winograd import winograd_conv3x3
@@ -152,6 +154,46 @@ def test_global_pools(seed, dtype, shape, ties):
         check(f"{name}_backward", grad, x, getattr(ref, f"{name}_forward")(x))
     check("global_avg_max_pool_forward", x)
     check("global_avg_max_pool_backward", grad, grad_max, index, shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lane_reductions_across_the_vector_chunks(dtype):
+    """The vector loops of ``lanes`` at every length up to five vectors and one (chunks of two
+    vectors, a lone vector, a scalar tail): sums against float64, and the first maximum wherever it
+    lies: in a chunk, in the lone vector, in the tail, tied with a later element, or a NaN."""
+    width = simd.lanes(dtype)
+    for n in range(1, 5 * width + 2):
+        row = np.arange(n, dtype=dtype) % 7 - 3
+        other = np.linspace(-1, 1, n).astype(dtype)
+        rtol = 1e-6 if dtype == np.float32 else 1e-14
+        np.testing.assert_allclose(lanes_module._lane_sum(row), row.astype(np.float64).sum(), rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(lanes_module._lane_dot(row, other), row.astype(np.float64) @ other,
+                                   rtol=rtol, atol=rtol)
+        for where in range(n):
+            peaked = row.copy()
+            peaked[where] = 10
+            peaked[where + 1::2 * width] = 10  # later ties, in this chunk or later ones, must not win
+            total, peak, index = lanes_module._sum_and_first_max(peaked)
+            assert (peak, index) == (10, where), (n, where)
+            np.testing.assert_allclose(total, peaked.astype(np.float64).sum(), rtol=rtol, atol=rtol)
+            nan_row = peaked.copy()
+            nan_row[where] = np.nan
+            _, peak, index = lanes_module._sum_and_first_max(nan_row)
+            assert np.isnan(peak) and index == where, (n, where)
+        flat = np.full(n, -np.inf, dtype)
+        assert lanes_module._sum_and_first_max(flat)[1:] == (-np.inf, 0)
+        both = flat.copy()
+        both[n // 2] = np.inf  # the sum is inf - inf = NaN without a NaN in the row
+        _, peak, index = lanes_module._sum_and_first_max(both)
+        assert (peak, index) == ((np.inf, n // 2) if n > 1 else (np.inf, 0))
+
+
+def test_vector_loads_refuse_a_strided_row():
+    """The vector loads do raw pointer arithmetic: a strided view must be refused when it is compiled."""
+    if numba.config.DISABLE_JIT:
+        pytest.skip("plain Python slices the row itself")
+    with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
+        lanes_module._lane_sum(np.arange(64.0)[::2])
 
 
 @SMALL

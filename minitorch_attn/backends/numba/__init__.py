@@ -28,13 +28,16 @@ Rules every loop in this package follows, and why:
   compiles once per dtype, and a warm on-disk cache loads in milliseconds.
 * **Reductions in a fixed order, with many sums in flight.** Strict IEEE order
   forbids LLVM to reorder one running sum, so a plain ``s += row[i]`` loop waits
-  on the adder for every element. :func:`lanes._lane_sum` and friends keep eight
-  running sums (element ``i`` goes to sum ``i % 8``) and add them in a fixed
-  tree: still one fixed order, and eight independent chains. LLVM leaves those
-  eight scalars scalar (~7 GFLOPS for a dot product on a Zen 4 core), which is
-  fine for the memory-bound kernels. The conv, where the arithmetic is, names
-  machine vectors itself (``simd.py``): its micro-kernels keep 16 vectors of
-  sums in registers across all the taps, at 95–113 GFLOPS.
+  on the adder for every element. :func:`lanes._lane_sum` and friends keep two
+  machine vectors of running sums (``simd.py``: element ``i`` of the whole
+  chunks goes to lane ``i mod 2W``) and add the lanes in a fixed tree: one
+  fixed order, and 2W independent chains. (Eight scalar running sums stay
+  scalar in LLVM's hands: CBAM's descriptor sum-and-max ran so at one element
+  per cycle, 3× slower than reading the plane.) The conv, where the arithmetic is, keeps 16
+  vectors of sums in registers across all the taps, at 95–113 GFLOPS. The order
+  depends on the vector width W, so a machine without AVX-512 rounds
+  differently: results agree across machines to rounding, across thread counts
+  bit for bit.
 * **First maximum, NaN first of all.** Every max keeps the first of equal
   values (strict ``>`` while scanning in C order), the element ``np.argmax``
   and PyTorch's index-based max pick; a NaN beats every number and the first

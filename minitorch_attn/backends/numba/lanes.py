@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .simd import vector_add, vector_fma, vector_load, vector_max, vector_peak, vector_splat, vector_sum, vector_width
+
 #: Pixels per task in the loops that reduce over channels. Such a task walks
 #: the channels, reading a segment of this many pixels from each plane: long
 #: segments keep the hardware prefetchers streaming (256-pixel segments made
@@ -15,87 +17,95 @@ PIXEL_BLOCK = 1024
 
 @njit(cache=True)
 def _lane_sum(row):
-    """Σ row: eight running sums (element i goes to sum i % 8), added in a fixed tree."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = row.dtype.type(0)
-    whole = row.shape[0] - row.shape[0] % 8
-    for i in range(0, whole, 8):
-        s0 += row[i]
-        s1 += row[i + 1]
-        s2 += row[i + 2]
-        s3 += row[i + 3]
-        s4 += row[i + 4]
-        s5 += row[i + 5]
-        s6 += row[i + 6]
-        s7 += row[i + 7]
-    for i in range(whole, row.shape[0]):
-        s0 += row[i]
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """Σ row over a contiguous row: two machine vectors of running sums (:mod:`.simd`), then one vector
+    for what is left of 2W, then the last < W elements one by one; the vectors are added in their
+    fixed halving tree. The order depends on the length and the vector width W only.
+    """
+    W = vector_width(row)
+    n = row.shape[0]
+    zero = row.dtype.type(0)
+    a0 = a1 = vector_splat(zero)
+    pairs = n - n % (2 * W)
+    for i in range(0, pairs, 2 * W):
+        a0 = vector_add(a0, vector_load(row, i))
+        a1 = vector_add(a1, vector_load(row, i + W))
+    whole = n - n % W
+    if whole > pairs:
+        a0 = vector_add(a0, vector_load(row, pairs))
+    tail = zero
+    for i in range(whole, n):
+        tail += row[i]
+    return vector_sum(vector_add(a0, a1)) + tail
 
 
 @njit(cache=True)
 def _lane_dot(a, b):
-    """Σ a·b over two rows of equal length, in :func:`_lane_sum`'s order."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = a.dtype.type(0)
-    whole = a.shape[0] - a.shape[0] % 8
-    for i in range(0, whole, 8):
-        s0 += a[i] * b[i]
-        s1 += a[i + 1] * b[i + 1]
-        s2 += a[i + 2] * b[i + 2]
-        s3 += a[i + 3] * b[i + 3]
-        s4 += a[i + 4] * b[i + 4]
-        s5 += a[i + 5] * b[i + 5]
-        s6 += a[i + 6] * b[i + 6]
-        s7 += a[i + 7] * b[i + 7]
-    for i in range(whole, a.shape[0]):
-        s0 += a[i] * b[i]
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """Σ a·b over two contiguous rows of equal length, in :func:`_lane_sum`'s order (each product
+    added with one rounding, ``fma``)."""
+    W = vector_width(a)
+    n = a.shape[0]
+    zero = a.dtype.type(0)
+    a0 = a1 = vector_splat(zero)
+    pairs = n - n % (2 * W)
+    for i in range(0, pairs, 2 * W):
+        a0 = vector_fma(vector_load(a, i), vector_load(b, i), a0)
+        a1 = vector_fma(vector_load(a, i + W), vector_load(b, i + W), a1)
+    whole = n - n % W
+    if whole > pairs:
+        a0 = vector_fma(vector_load(a, pairs), vector_load(b, pairs), a0)
+    tail = zero
+    for i in range(whole, n):
+        tail += a[i] * b[i]
+    return vector_sum(vector_add(a0, a1)) + tail
 
 
 @njit(cache=True)
 def _sum_and_first_max(row):
-    """``(Σ row, max row, index of the first maximum)`` in one read of a non-empty ``row``.
+    """``(Σ row, max row, index of the first maximum)`` in one read of a non-empty contiguous ``row``.
 
-    The sum uses :func:`_lane_sum`'s eight lanes. For the max, each block of
-    eight elements is reduced to its maximum, and the running maximum moves
-    only on a strictly larger block maximum, so it remembers the FIRST block
-    that reached the final maximum; the first maximum is the first element
-    of that block equal to it. (Keeping an index per lane instead stops LLVM
-    from vectorising the loop: 1.5 ms instead of 1.0 ms at (16,256,28,28).)
-    A NaN anywhere makes the sum NaN, so the scan for the first NaN (which is
-    then the maximum) costs one test on rows without one; a NaN sum from
-    inf - inf finds none, and the maximum found above stands.
+    The sum is :func:`_lane_sum`'s. For the max, the row goes by chunks of 2W
+    (two vectors): the lanes' maxima of a chunk are reduced to one number, and
+    the running maximum moves only on a strictly larger chunk maximum, so it
+    remembers the FIRST chunk that reached the final maximum; the first maximum
+    is the first element of that chunk equal to it. (Comparing every element
+    with the running maximum, or keeping an index per lane, is a dependent
+    chain LLVM cannot vectorise: one element per cycle, 3× slower than reading
+    the row.) A NaN anywhere makes the sum NaN, so the scan for the first NaN
+    (which is then the maximum) costs one test on rows without one; a NaN sum
+    from inf - inf finds none, and the maximum found above stands.
     """
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = row.dtype.type(0)
+    W = vector_width(row)
+    n = row.shape[0]
+    zero = row.dtype.type(0)
+    a0 = a1 = vector_splat(zero)
     peak = row[0]
-    peak_block = 0
-    whole = row.shape[0] - row.shape[0] % 8
-    for i in range(0, whole, 8):
-        v0, v1, v2, v3 = row[i], row[i + 1], row[i + 2], row[i + 3]
-        v4, v5, v6, v7 = row[i + 4], row[i + 5], row[i + 6], row[i + 7]
-        s0 += v0
-        s1 += v1
-        s2 += v2
-        s3 += v3
-        s4 += v4
-        s5 += v5
-        s6 += v6
-        s7 += v7
-        block_peak = max(max(max(v0, v1), max(v2, v3)), max(max(v4, v5), max(v6, v7)))
-        if block_peak > peak:
-            peak = block_peak
-            peak_block = i
-    for i in range(whole, row.shape[0]):
-        s0 += row[i]
+    peak_chunk = 0
+    pairs = n - n % (2 * W)
+    for i in range(0, pairs, 2 * W):
+        v0, v1 = vector_load(row, i), vector_load(row, i + W)
+        a0, a1 = vector_add(a0, v0), vector_add(a1, v1)
+        chunk_peak = vector_peak(vector_max(v0, v1))
+        if chunk_peak > peak:
+            peak, peak_chunk = chunk_peak, i
+    whole = n - n % W
+    if whole > pairs:
+        v0 = vector_load(row, pairs)
+        a0 = vector_add(a0, v0)
+        chunk_peak = vector_peak(v0)
+        if chunk_peak > peak:
+            peak, peak_chunk = chunk_peak, pairs
+    tail = zero
+    for i in range(whole, n):
+        tail += row[i]
         if row[i] > peak:
-            peak = row[i]
-            peak_block = i
-    total = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+            peak, peak_chunk = row[i], i
+    total = vector_sum(vector_add(a0, a1)) + tail
     if np.isnan(total):
-        for i in range(row.shape[0]):
+        for i in range(n):
             if np.isnan(row[i]):
                 return total, row[i], i
-    where = peak_block
-    while row[where] != peak:  # at most 7 steps, inside one block
+    where = peak_chunk
+    while row[where] != peak:  # fewer than 2W steps, inside one chunk
         where += 1
     return total, peak, where
 

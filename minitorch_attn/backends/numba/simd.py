@@ -9,7 +9,7 @@ at 45–80 GFLOPS on a Zen 4 core whose peak is about 110. Here a vector of
 so a kernel can name sixteen of them, and LLVM keeps them in registers
 (:mod:`.conv`'s micro-kernels run at 95–113 GFLOPS).
 
-Seven operations, each an ``@intrinsic`` that emits a few lines of LLVM IR:
+Nine operations, each an ``@intrinsic`` that emits a few lines of LLVM IR:
 
 * ``vector_width(row)``: W, the lanes of a vector of row's dtype (a compile-time constant);
 * ``vector_load(row, i)`` / ``vector_store(row, i, v)``: ``row[i:i + W]``, unaligned,
@@ -17,13 +17,15 @@ Seven operations, each an ``@intrinsic`` that emits a few lines of LLVM IR:
 * ``vector_splat(x)``: W copies of a scalar;
 * ``vector_fma(a, b, c)``: ``a·b + c`` lane by lane, rounded once (``llvm.fma``);
 * ``vector_add(a, b)`` / ``vector_sub(a, b)``: ``a + b`` and ``a − b`` lane by lane (the Winograd transforms);
-* ``vector_sum(v)``: the sum of the lanes, halving in a fixed tree (lanes 0..W/2-1
-  plus lanes W/2..W-1, and so on), so the order is fixed by W alone.
+* ``vector_max(a, b)``: lane by lane, ``b`` where ``b > a``, else ``a`` (a NaN in ``b`` is passed over:
+  the callers find NaNs through the sum, see :func:`lanes._sum_and_first_max`);
+* ``vector_sum(v)`` / ``vector_peak(v)``: the sum / the largest of the lanes, halving in a fixed tree
+  (lanes 0..W/2-1 against lanes W/2..W-1, and so on), so the order is fixed by W alone.
 
 Every lane is independent until ``vector_sum``, so results depend on the vector
 width: a machine without AVX-512 (32-byte vectors) adds in another order than one
 with it, and results agree to rounding, not bit for bit. On one machine they are
-bit-identical for any thread count. With ``NUMBA_DISABLE_JIT=1`` the same seven
+bit-identical for any thread count. With ``NUMBA_DISABLE_JIT=1`` the same nine
 names are NumPy code with the same meaning, so the kernels still run as Python.
 """
 from __future__ import annotations
@@ -72,11 +74,20 @@ if numba.config.DISABLE_JIT:
     def vector_sub(a, b):
         return a - b
 
-    def vector_sum(vector):
+    def vector_max(a, b):
+        return np.where(b > a, b, a)
+
+    def _halving(vector, combine):
         while vector.shape[0] > 1:
             half = vector.shape[0] // 2
-            vector = vector[:half] + vector[half:]
+            vector = combine(vector[:half], vector[half:])
         return vector[0]
+
+    def vector_sum(vector):
+        return _halving(vector, np.add)
+
+    def vector_peak(vector):
+        return _halving(vector, vector_max)
 else:
     class FloatVector(types.Type):
         """One machine vector of ``width`` floats of ``dtype`` (a Numba type: LLVM ``<width x dtype>``)."""
@@ -109,8 +120,14 @@ else:
             return context.get_constant(types.intp, width)
         return types.intp(row), codegen
 
+    def _check_contiguous(row, name):
+        # The pointer arithmetic below ignores strides: a strided view would be read wrongly, not refused.
+        if not (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"):
+            raise numba.core.errors.TypingError(f"{name}: row must be a 1-D C-contiguous array, got {row}")
+
     @intrinsic
     def vector_load(typingctx, row, index):
+        _check_contiguous(row, "vector_load")
         vector_type = _vector_type(row.dtype)
 
         def codegen(context, builder, signature, args):
@@ -120,6 +137,7 @@ else:
 
     @intrinsic
     def vector_store(typingctx, row, index, vector):
+        _check_contiguous(row, "vector_store")
         def codegen(context, builder, signature, args):
             pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1], vector)
             builder.store(args[2], pointer, align=row.dtype.bitwidth // 8)
@@ -157,14 +175,31 @@ else:
             return builder.fsub(*args)
         return a(a, b), codegen
 
+    def _larger(builder, a, b):
+        return builder.select(builder.fcmp_ordered(">", b, a), b, a)
+
+    @intrinsic
+    def vector_max(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            return _larger(builder, *args)
+        return a(a, b), codegen
+
+    def _halving(builder, value, width, combine):
+        while width > 1:
+            width //= 2
+            low = builder.shuffle_vector(value, value, _lane_indices(range(width)))
+            high = builder.shuffle_vector(value, value, _lane_indices(range(width, 2 * width)))
+            value = combine(low, high)
+        return builder.extract_element(value, ir.Constant(ir.IntType(32), 0))
+
     @intrinsic
     def vector_sum(typingctx, vector):
         def codegen(context, builder, signature, args):
-            value, width = args[0], vector.width
-            while width > 1:
-                width //= 2
-                low = builder.shuffle_vector(value, value, _lane_indices(range(width)))
-                high = builder.shuffle_vector(value, value, _lane_indices(range(width, 2 * width)))
-                value = builder.fadd(low, high)
-            return builder.extract_element(value, ir.Constant(ir.IntType(32), 0))
+            return _halving(builder, args[0], vector.width, builder.fadd)
+        return vector.dtype(vector), codegen
+
+    @intrinsic
+    def vector_peak(typingctx, vector):
+        def codegen(context, builder, signature, args):
+            return _halving(builder, args[0], vector.width, lambda a, b: _larger(builder, a, b))
         return vector.dtype(vector), codegen
