@@ -201,6 +201,7 @@ def test_measure_reaches_both_minimums():
     (["--step-threads", "0"], "--step-threads"),
     (["--passes", "bwd"], "unknown pass"),
     (["--threads", "0"], "--threads"),
+    (["--block-rounds", "0"], "--block-rounds"),
     (["--backends", "nope"], "unknown backend"),
 ])
 def test_bad_command_lines_are_refused_before_any_work(argv, message, capsys):
@@ -233,6 +234,52 @@ def test_a_mismatch_or_a_crash_skips_that_side_and_is_reported(monkeypatch):
     assert document["failures"] == ["numpy differs", "time numba crashed"]
     assert {e["backend"] for e in document["entries"]} == {"torch"}
     assert "FAILED: numpy differs" in report.text_table(document)
+
+
+def test_blocks_are_timed_in_rounds_and_judged_on_paired_ratios(monkeypatch):
+    """Orchestration with stand-in children: the first round times every case, the later rounds the blocks
+    only, PyTorch and ours in turn; a block's ratio is the median of its ratios to PyTorch's time in the same
+    round (not the ratio of the medians), PyTorch's reference is the formulation fastest over the rounds."""
+    started = []
+
+    def fake_child(spec, settings):
+        started.append((spec["mode"], spec["side"], tuple(spec["cases"])))
+        if spec["mode"] == "check":
+            return {"checks": [{"backend": "numba", "case": c, "variant": "v", "max_rel_error": 1e-7}
+                               for c in spec["cases"]]}
+        number = sum(1 for s in started[:-1] if s[1] == spec["side"])  # this side's rounds before this one
+        torch_ms = {"amax": (10.0, 40.0, 20.0)[number], "index": (12.0, 44.0, 18.0)[number]}
+        timings = []
+        for case in spec["cases"]:
+            for pass_name in PASSES:
+                if spec["side"] == "torch":
+                    timings += [{"case": case, "pass": pass_name, "variant": v, "median_ms": ms, "iqr_ms": 0.5,
+                                 "reps": 4} for v, ms in torch_ms.items()]
+                else:
+                    timings.append({"case": case, "pass": pass_name, "variant": None,
+                                    "median_ms": (5.0, 10.0, 10.0)[number], "iqr_ms": 0.5, "reps": 4})
+        return {"threads": 2, "copy_gb_per_s": 50.0, "timings": timings}
+
+    monkeypatch.setattr(runner, "run_child", fake_child)
+    settings = runner.Settings(shapes=((32, 64, 32, 32),), backends=("numba",), cases=("conv7x7", "cbam"),
+                               block_rounds=3)
+    document = runner.run(settings, log=lambda line: None)
+    assert started == [("check", "check", ("conv7x7", "cbam")), ("time", "torch", ("conv7x7", "cbam")),
+                       ("time", "numba", ("conv7x7", "cbam"))] + [
+        ("time", side, ("cbam",)) for _ in range(2) for side in ("torch", "numba")]
+    entries = {(e["name"], e["pass"], e["backend"]): e for e in document["entries"]}
+    ours, theirs = entries[("cbam", "fwd", "numba")], entries[("cbam", "fwd", "torch")]
+    # medians over the rounds: amax 20, index 18 -> index is the reference; its rounds: 12, 44, 18
+    assert theirs["torch_variant"] == "index" and theirs["median_ms"] == 18.0
+    assert ours["round_ratios"] == pytest.approx([2.4, 4.4, 1.8]) and ours["round_ms"] == [5.0, 10.0, 10.0]
+    assert ours["ratio_vs_torch"] == pytest.approx(2.4) and ours["median_ms"] == 10.0  # not 18 / 10
+    assert ours["reps"] == 12 and ours["kind"] == "block"
+    op = entries[("conv7x7", "fwd", "numba")]
+    assert "round_ratios" not in op and op["ratio_vs_torch"] == pytest.approx(2.0)  # amax 10 / 5, one round
+    goal = next(g for g in document["goals"] if g["goal"].startswith("numba CBAM forward ≥"))
+    assert goal["value"] == pytest.approx(2.4) and goal["met"]
+    assert "2.40 (2.40 4.40 1.80)" in report.text_table(document)
+    assert "blocks timed in 3 rounds" in report.markdown(document)
 
 
 def test_timing_our_side_never_loads_torch():

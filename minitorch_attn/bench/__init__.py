@@ -11,7 +11,10 @@
    BLAS capped at ``--threads``. PyTorch and Numba never share a process: their two OpenMP runtimes
    slow each other down. Every measurement warms up (JIT compilation included), then repeats until
    ``--min-reps`` calls and ``--min-time`` seconds; the median and the interquartile range are kept.
-   Each timing process also measures its copy bandwidth on an F-sized array;
+   Each timing process also measures its copy bandwidth on an F-sized array. The blocks (the goals)
+   are then timed in ``--block-rounds`` more rounds (3 in all by default), PyTorch and ours in turn: a
+   block's ratio is the median of its ratios to PyTorch in the same round (this machine's speed drifts
+   between processes by more than the gaps measured);
 3. the *report*: ratio vs PyTorch's fastest formulation and time over the memory-traffic floor
    (``traffic.FLOOR``: the bytes a pass must move, at the best copy bandwidth measured for that shape).
 
@@ -26,7 +29,8 @@ The results document (JSON, ``bench-results/<machine>.json``):
 ``bandwidth`` [{shape, dtype, side, gb_per_s}],
 ``entries`` [{name, kind (op/block), shape, dtype, pass (fwd / fwd+bwd), backend, median_ms, iqr_ms, reps,
 threads, ratio_vs_torch (PyTorch ms / ours: > 1 is faster than PyTorch), floor_ms, time_over_floor;
-PyTorch rows add torch_variant and torch_variants_ms; training steps have kind "step", pass "train step",
-the input's shape, and img_per_s}],
+PyTorch rows add torch_variant and torch_variants_ms; entries timed in several rounds (blocks, training
+steps) add round_ms and round_ratios; training steps have kind "step", pass "train step", the input's shape,
+and img_per_s}],
 ``goals`` [{goal, shape, quantity, value, target, met}], ``failures`` [check messages].
 """

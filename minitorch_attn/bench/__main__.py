@@ -55,6 +55,10 @@ def parser():
     p.add_argument("--step-rounds", type=int, default=3,
                    help="timing rounds of the training steps per thread count, PyTorch and ours in turn; a step's "
                         "ratio is the median of the rounds' (default %(default)s)")
+    p.add_argument("--block-rounds", type=int,
+                   help="timing rounds of the CBAM and BAM blocks per shape, PyTorch and ours in turn (the first "
+                        "round times the ops as well); a block's ratio is the median of the rounds' (default 3, "
+                        "1 with --quick)")
     p.add_argument("--profile", action="store_true",
                    help="print where one training step of each --steps case (default resnet10-cbam) spends its "
                         "time, kernel by kernel, on each --backends (default numba) at --threads; times nothing "
@@ -120,10 +124,14 @@ def settings_from(args):
         raise SystemExit(f"--step-threads must be >= 1, got {step_threads}")
     if args.step_rounds < 1:
         raise SystemExit(f"--step-rounds must be >= 1, got {args.step_rounds}")
+    block_rounds = args.block_rounds if args.block_rounds is not None else (1 if quick else 3)
+    if block_rounds < 1:
+        raise SystemExit(f"--block-rounds must be >= 1, got {block_rounds}")
     return runner.Settings(
         shapes=() if not cases else args.shapes or ((runner.QUICK_SHAPE,) if quick else runner.SHAPES),
         dtypes=args.dtypes, backends=_backends(args.backends or ()), cases=cases, passes=args.passes,
         threads=args.threads, steps=steps, step_threads=step_threads, step_rounds=args.step_rounds,
+        block_rounds=block_rounds,
         min_time=args.min_time if args.min_time is not None else (0.02 if quick else 0.5),
         min_reps=args.min_reps if args.min_reps is not None else (3 if quick else 20),
         warmup_time=0.01 if quick else 0.2, quick=quick)

@@ -46,6 +46,14 @@ def _ms(value):
     return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
+def _ratio_with_rounds(entry):
+    """The ratio, followed by each round's when the entry was timed in several (the blocks)."""
+    ratio = _number(entry["ratio_vs_torch"])
+    if "round_ratios" not in entry:
+        return ratio
+    return f"{ratio} ({' '.join(_number(r) for r in entry['round_ratios'])})"
+
+
 def _rows(document):
     """Header and rows (lists of strings, the case's kind last) per (shape, dtype) group."""
     backends = _backends(document)
@@ -65,8 +73,7 @@ def _rows(document):
                 if entry is None:
                     row += ["–", "–", "–"]
                 else:
-                    row += [_ms(entry["median_ms"]), _number(entry["ratio_vs_torch"]),
-                            _number(entry["time_over_floor"], 1)]
+                    row += [_ms(entry["median_ms"]), _ratio_with_rounds(entry), _number(entry["time_over_floor"], 1)]
             rows.append(row + [next(iter(by_backend.values()))["kind"]])
         yield shape, dtype, header, rows
 
@@ -108,8 +115,12 @@ def _step_title(document):
 
 def _title(document, shape, dtype):
     threads = document["settings"]["threads"]
+    rounds = document["settings"].get("block_rounds", 1)
+    rounds_note = "" if rounds == 1 else (f"; blocks timed in {rounds} rounds, PyTorch and ours in turn: ms is the "
+                                          f"median of the rounds', × torch the median of the rounds' ratios (each "
+                                          f"in brackets)")
     return (f"(N,C,H,W) = {shape}, {dtype}, {threads} thread{'s' if threads != 1 else ''}; "
-            f"copy bandwidth {_bandwidth_note(document, shape, dtype)}")
+            f"copy bandwidth {_bandwidth_note(document, shape, dtype)}{rounds_note}")
 
 
 def _machine_line(document):

@@ -65,6 +65,7 @@ class Settings:
     steps: tuple = ()
     step_threads: tuple = ()
     step_rounds: int = 3
+    block_rounds: int = 3
     child_timeout: float = 1800.0
 
 
@@ -147,7 +148,7 @@ def run(settings, log=print, command=None):
         "settings": {
             "quick": settings.quick, "threads": settings.threads, "min_time_s": settings.min_time,
             "min_reps": settings.min_reps, "warmup_s": settings.warmup_time, "seed": settings.seed,
-            "step_rounds": settings.step_rounds, "environment": MALLOC_ENV,
+            "step_rounds": settings.step_rounds, "block_rounds": settings.block_rounds, "environment": MALLOC_ENV,
             "forward": "train mode, no graph recorded (no_grad on both sides)",
             "forward+backward": "train mode, graph recorded, backward from a fixed random upstream gradient",
         },
@@ -183,7 +184,9 @@ def run(settings, log=print, command=None):
                     _fail(document, log, error)
             if "torch" not in groups:
                 continue
-            join_group(document, groups, shape, dtype)
+            rounds = [groups] + block_rounds(document, base, settings, [c for c in cases if c in BLOCKS],
+                                             [side for side in groups if side != "torch"], log)
+            join_group(document, rounds, shape, dtype)
     if settings.steps:
         run_steps(document, settings, [b for b in backends if settings.backends or b in STEP_BACKENDS], log)
     document["goals"] = evaluate_goals(document["entries"])
@@ -264,40 +267,75 @@ def _fail(document, log, problem):
     log(f"  FAILED {problem}")
 
 
-def join_group(document, groups, shape, dtype):
-    """Entries of one (shape, dtype): PyTorch's best variant per (case, pass) is the reference."""
-    bandwidths = {side: g["copy_gb_per_s"] for side, g in groups.items() if "copy_gb_per_s" in g}
+def block_rounds(document, base, settings, blocks, sides, log):
+    """Rounds 2.. ``settings.block_rounds`` of the blocks alone (the goals are theirs), PyTorch and ``sides`` in
+    turn, as for the training steps: the machine's speed drifts between processes by more than the gaps
+    measured (a CBAM forward of ours took 1.5 to 2.5 ms in five processes in a row), so a block's ratio is
+    the median of ratios to PyTorch's time in the same round. A round whose PyTorch group failed is dropped."""
+    rounds = []
+    for number in range(2, settings.block_rounds + 1 if blocks else 2):
+        groups = {}
+        for side in ["torch"] + sides:
+            log(f"time   {side:6s} {tuple(base['shape'])} {base['dtype']} blocks, round {number} of "
+                f"{settings.block_rounds}")
+            try:
+                groups[side] = run_child(dict(base, mode="time", side=side, cases=blocks), settings)
+            except ChildFailed as error:
+                _fail(document, log, error)
+        if "torch" in groups:
+            rounds.append(groups)
+    return rounds
+
+
+def join_group(document, rounds, shape, dtype):
+    """Entries of one (shape, dtype) from its timing rounds (``[{side: group}]``; the first has every case,
+    later ones the blocks only). PyTorch's reference per (case, pass) is its formulation with the lowest
+    median over the rounds; an entry's ms is the median of its rounds', its ratio the median over rounds of
+    the reference's ms in that round / ours (each round's ms and ratio are kept when there are several)."""
+    bandwidths = {side: g["copy_gb_per_s"] for side, g in rounds[0].items() if "copy_gb_per_s" in g}
     document["bandwidth"] += [dict(shape=list(shape), dtype=dtype, side=side, gb_per_s=value)
                               for side, value in bandwidths.items()]
     best_bandwidth = max(bandwidths.values()) if bandwidths else None
-    torch_best = {}
-    for record in groups["torch"]["timings"]:
-        torch_best.setdefault((record["case"], record["pass"]), {})[record["variant"]] = record
-    order = list(torch_best)  # the cases' order, each pass in PASSES order
+    torch_ms = [{} for _ in rounds]  # per round: {(case, pass): {variant: ms}}
+    for number, groups in enumerate(rounds):
+        for record in groups["torch"]["timings"]:
+            torch_ms[number].setdefault((record["case"], record["pass"]), {})[record["variant"]] = record["median_ms"]
+    order = list(torch_ms[0])  # the cases' order, each pass in PASSES order
+    reference = {}  # (case, pass) -> (variant, {variant: median ms over the rounds})
+    for key in order:
+        medians = {variant: float(np.median([ms[key][variant] for ms in torch_ms if key in ms]))
+                   for variant in torch_ms[0][key]}
+        reference[key] = (min(medians, key=medians.get), medians)
+    timed = {}  # (side, case, pass) -> [(round, group threads, record)]
+    for number, groups in enumerate(rounds):
+        for side, group in groups.items():
+            for record in group["timings"]:
+                key = (record["case"], record["pass"])
+                if side != "torch" or record["variant"] == reference[key][0]:
+                    timed.setdefault((side,) + key, []).append((number, group["threads"], record))
     entries = []
-    for side, group in groups.items():
-        for record in group["timings"]:
-            key = (record["case"], record["pass"])
-            variants = torch_best[key]
-            reference = min(variants.values(), key=lambda r: r["median_ms"])
-            if side == "torch" and record is not reference:
-                continue
-            entry = {
-                "name": record["case"], "kind": "block" if record["case"] in BLOCKS else "op",
-                "shape": list(shape), "dtype": dtype, "pass": record["pass"], "backend": side,
-                "median_ms": record["median_ms"], "iqr_ms": record["iqr_ms"], "reps": record["reps"],
-                "threads": group["threads"],
-                "ratio_vs_torch": reference["median_ms"] / record["median_ms"],
-                "floor_ms": None, "time_over_floor": None,
-            }
-            if side == "torch":
-                entry["torch_variant"] = record["variant"]
-                entry["torch_variants_ms"] = {v: r["median_ms"] for v, r in variants.items()}
-            nbytes = floor_bytes(record["case"], record["pass"], shape, dtype, REDUCTION)
-            if nbytes is not None and best_bandwidth:
-                entry["floor_ms"] = floor_ms(nbytes, best_bandwidth)
-                entry["time_over_floor"] = record["median_ms"] / entry["floor_ms"]
-            entries.append(entry)
+    for (side, case, pass_name), records in timed.items():
+        variant, medians = reference[(case, pass_name)]
+        round_ms = [record["median_ms"] for _, _, record in records]
+        round_ratios = [torch_ms[number][(case, pass_name)][variant] / record["median_ms"]
+                        for number, _, record in records]
+        entry = {
+            "name": case, "kind": "block" if case in BLOCKS else "op",
+            "shape": list(shape), "dtype": dtype, "pass": pass_name, "backend": side,
+            "median_ms": float(np.median(round_ms)),
+            "iqr_ms": float(np.median([record["iqr_ms"] for _, _, record in records])),
+            "reps": sum(record["reps"] for _, _, record in records), "threads": records[0][1],
+            "ratio_vs_torch": float(np.median(round_ratios)), "floor_ms": None, "time_over_floor": None,
+        }
+        if len(records) > 1:
+            entry["round_ms"], entry["round_ratios"] = round_ms, round_ratios
+        if side == "torch":
+            entry["torch_variant"], entry["torch_variants_ms"] = variant, medians
+        nbytes = floor_bytes(case, pass_name, shape, dtype, REDUCTION)
+        if nbytes is not None and best_bandwidth:
+            entry["floor_ms"] = floor_ms(nbytes, best_bandwidth)
+            entry["time_over_floor"] = entry["median_ms"] / entry["floor_ms"]
+        entries.append(entry)
     entries.sort(key=lambda e: order.index((e["name"], e["pass"])))  # stable: backends keep their order
     document["entries"] += entries
 
