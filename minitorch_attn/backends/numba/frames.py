@@ -75,10 +75,21 @@ def _stack_loop(x, sh, sw, phases_h, phases_w, top, left, planes):
                 to = block + (top + r) * span_w + left
                 if split_rows:
                     _split_copy(source, at, W, stacked, to, to + phase_step)
+                elif sw == 1:
+                    _copy(source, at, stacked, to, W)
                 else:
                     for j in range(Pw):
                         _strided_copy(source, at + phases_w[j], sw, stacked, to + j * phase_step, 1,
                                       (W - phases_w[j] + sw - 1) // sw)
+
+
+@njit(cache=True, inline="always")
+def _copy(source, at, dest, to, count):
+    """dest[to:to + count] = source[at:at + count]: :func:`_strided_copy` with both steps known to be 1 (given
+    at run time, LLVM left the copy scalar: stacking the input of a ResNet-10 stride-1 conv took 1.3–1.7× as
+    long, and taking its output apart 1.1–1.5×)."""
+    for k in range(count):
+        dest[np.uint64(to + k)] = source[np.uint64(at + k)]
 
 
 @njit(cache=True, inline="always")
@@ -110,7 +121,9 @@ def _unstack_loop(wide, sh, sw, a, b, out, odd=None):
         for n in range(first, min(N, first + SAMPLES_PER_TASK)):
             for i in range(rows):
                 at, to = ((c * blocks + n) * span_h + i) * span_w, ((n * C + c) * H + a + i * sh) * W + b
-                if odd is None:
+                if odd is None and sw == 1:
+                    _copy(source, at, dest, to, columns)
+                elif odd is None:
                     _strided_copy(source, at, 1, dest, to, sw, columns)
                 else:
                     _merge_copy(source, odds, at, W, dest, to)
