@@ -169,6 +169,11 @@ def test_lane_reductions_across_the_vector_chunks(dtype):
         np.testing.assert_allclose(lanes_module._lane_sum(row), row.astype(np.float64).sum(), rtol=rtol, atol=rtol)
         np.testing.assert_allclose(lanes_module._lane_dot(row, other), row.astype(np.float64) @ other,
                                    rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(lanes_module._lane_sum_and_dot(row, other),
+                                   (row.astype(np.float64).sum(), row.astype(np.float64) @ other), rtol=rtol, atol=rtol)
+        centre = dtype(0.25)
+        np.testing.assert_allclose(lanes_module._lane_centered_squares(row, centre),
+                                   ((row.astype(np.float64) - 0.25) ** 2).sum(), rtol=rtol, atol=rtol)
         for where in range(n):
             peaked = row.copy()
             peaked[where] = 10

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .simd import vector_add, vector_fma, vector_load, vector_max, vector_peak, vector_splat, vector_sum, vector_width
+from .simd import (vector_add, vector_fma, vector_load, vector_max, vector_peak, vector_splat, vector_sub, vector_sum,
+                   vector_width)
 
 #: Pixels per task in the loops that reduce over channels. Such a task walks
 #: the channels, reading a segment of this many pixels from each plane: long
@@ -57,6 +58,52 @@ def _lane_dot(a, b):
     for i in range(whole, n):
         tail += a[i] * b[i]
     return vector_sum(vector_add(a0, a1)) + tail
+
+
+@njit(cache=True)
+def _lane_centered_squares(row, centre):
+    """Σ (row - centre)² over a contiguous row, in :func:`_lane_sum`'s order (the variance's second pass:
+    no cancellation, and no row of deviations written out to be read back)."""
+    W = vector_width(row)
+    n = row.shape[0]
+    zero = row.dtype.type(0)
+    a0 = a1 = vector_splat(zero)
+    c = vector_splat(centre)
+    pairs = n - n % (2 * W)
+    for i in range(0, pairs, 2 * W):
+        d0, d1 = vector_sub(vector_load(row, i), c), vector_sub(vector_load(row, i + W), c)
+        a0, a1 = vector_fma(d0, d0, a0), vector_fma(d1, d1, a1)
+    whole = n - n % W
+    if whole > pairs:
+        d0 = vector_sub(vector_load(row, pairs), c)
+        a0 = vector_fma(d0, d0, a0)
+    tail = zero
+    for i in range(whole, n):
+        tail += (row[i] - centre) * (row[i] - centre)
+    return vector_sum(vector_add(a0, a1)) + tail
+
+
+@njit(cache=True)
+def _lane_sum_and_dot(a, b):
+    """``(Σ a, Σ a·b)`` over two contiguous rows of equal length in one read, each in :func:`_lane_dot`'s order."""
+    W = vector_width(a)
+    n = a.shape[0]
+    zero = a.dtype.type(0)
+    s0 = s1 = d0 = d1 = vector_splat(zero)
+    pairs = n - n % (2 * W)
+    for i in range(0, pairs, 2 * W):
+        u0, u1 = vector_load(a, i), vector_load(a, i + W)
+        s0, s1 = vector_add(s0, u0), vector_add(s1, u1)
+        d0, d1 = vector_fma(u0, vector_load(b, i), d0), vector_fma(u1, vector_load(b, i + W), d1)
+    whole = n - n % W
+    if whole > pairs:
+        u0 = vector_load(a, pairs)
+        s0, d0 = vector_add(s0, u0), vector_fma(u0, vector_load(b, pairs), d0)
+    sum_tail = dot_tail = zero
+    for i in range(whole, n):
+        sum_tail += a[i]
+        dot_tail += a[i] * b[i]
+    return vector_sum(vector_add(s0, s1)) + sum_tail, vector_sum(vector_add(d0, d1)) + dot_tail
 
 
 @njit(cache=True)

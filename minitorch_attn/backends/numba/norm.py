@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit, prange
 
 from .checks import _as_float, _check_shape
-from .lanes import _lane_dot, _lane_sum
+from .lanes import _lane_centered_squares, _lane_sum, _lane_sum_and_dot
 
 
 # --------------------------------------------------------------------------
@@ -24,22 +24,19 @@ def _batch_norm_train_loop(x, weight, bias, eps, out, xhat, inv_std, mean, var):
             total += _lane_sum(x[n, c])
         mu = total / count
         # Two passes (mean, then squared deviations) avoid the cancellation of E[x²] - E[x]².
-        # The deviations of a row go to a task-local row first, so that the sum of squares
-        # is a lane dot product (one running sum was a scalar loop: a third of the kernel).
         squares = x.dtype.type(0)
-        deviation = np.empty(L, x.dtype)
         for n in range(N):
-            for l in range(L):
-                deviation[l] = x[n, c, l] - mu
-            squares += _lane_dot(deviation, deviation)
+            squares += _lane_centered_squares(x[n, c], mu)
         sigma2 = squares / count
         scale = one / np.sqrt(sigma2 + eps)
         mean[c], var[c], inv_std[c] = mu, sigma2, scale
+        w, b = weight[c], bias[c]
         for n in range(N):
+            row, xhat_row, out_row = x[n, c], xhat[n, c], out[n, c]
             for l in range(L):
-                normalised = (x[n, c, l] - mu) * scale
-                xhat[n, c, l] = normalised
-                out[n, c, l] = normalised * weight[c] + bias[c]
+                normalised = (row[l] - mu) * scale
+                xhat_row[l] = normalised
+                out_row[l] = normalised * w + b
 
 
 @njit(parallel=True, cache=True)
@@ -63,23 +60,27 @@ def _batch_norm_backward_loop(grad, xhat, inv_std, weight, training, dx, dweight
     dx = dx̂·inv_std with running statistics (BN is then an affine map)."""
     N, C, L = grad.shape
     count = grad.dtype.type(N * L)
+    zero = grad.dtype.type(0)
     for c in prange(C):
-        sum_g = grad.dtype.type(0)
-        sum_g_xhat = grad.dtype.type(0)
+        sum_g = sum_g_xhat = zero
         for n in range(N):
-            sum_g += _lane_sum(grad[n, c])
-            sum_g_xhat += _lane_dot(grad[n, c], xhat[n, c])
+            row_sum, row_dot = _lane_sum_and_dot(grad[n, c], xhat[n, c])
+            sum_g += row_sum
+            sum_g_xhat += row_dot
         dbias[c], dweight[c] = sum_g, sum_g_xhat
         # Σ dx̂ = w·Σ g and Σ dx̂·x̂ = w·Σ g·x̂: the two statistics come with db and dw.
         mean_dxhat = weight[c] * sum_g / count
         mean_dxhat_xhat = weight[c] * sum_g_xhat / count
+        w, scale = weight[c], inv_std[c]
+        # The mode is tested once per channel, outside the loops, so that each loop vectorises.
         for n in range(N):
-            for l in range(L):
-                dxhat = grad[n, c, l] * weight[c]
-                if training:
-                    dx[n, c, l] = (dxhat - mean_dxhat - xhat[n, c, l] * mean_dxhat_xhat) * inv_std[c]
-                else:
-                    dx[n, c, l] = dxhat * inv_std[c]
+            g_row, xhat_row, dx_row = grad[n, c], xhat[n, c], dx[n, c]
+            if training:
+                for l in range(L):
+                    dx_row[l] = (g_row[l] * w - mean_dxhat - xhat_row[l] * mean_dxhat_xhat) * scale
+            else:
+                for l in range(L):
+                    dx_row[l] = g_row[l] * w * scale
 
 
 def _batch_norm_inputs(kernel, x, x_name="x", **per_channel):
