@@ -175,14 +175,8 @@ def run(settings, log=print, command=None):
                 if not failed:
                     log(f"  {backend}: max relative error {max(c['max_rel_error'] for c in mine):.2g}")
                     timed.append(backend)
-            groups = {}
-            for side in ["torch"] + timed:
-                log(f"time   {side:6s} {shape} {dtype}")
-                try:
-                    groups[side] = run_child(dict(base, mode="time", side=side), settings)
-                except ChildFailed as error:
-                    _fail(document, log, error)
-            if "torch" not in groups:
+            groups = timing_round(document, dict(base, mode="time"), timed, settings, log, f"{shape} {dtype}")
+            if groups is None:
                 continue
             rounds = [groups] + block_rounds(document, base, settings, [c for c in cases if c in BLOCKS],
                                              [side for side in groups if side != "torch"], log)
@@ -217,20 +211,27 @@ def run_steps(document, settings, backends, log):
         _fail(document, log, message)
     timed = [b for b in backends if not any("error" in c for c in checks if c["backend"] == b)]
     for threads in settings.step_threads:
+        what = f"training steps, {threads} thread{'s' if threads != 1 else ''}"
         rounds = []
         for number in range(1, settings.step_rounds + 1):
-            groups = {}
-            for side in ["torch"] + timed:
-                log(f"time   {side:6s} training steps, {threads} thread{'s' if threads != 1 else ''}, "
-                    f"round {number} of {settings.step_rounds}")
-                try:
-                    groups[side] = run_child(dict(base, mode="step-time", side=side, threads=threads), settings)
-                except ChildFailed as error:
-                    _fail(document, log, error)
-            if "torch" in groups:
-                rounds.append(groups)
+            groups = timing_round(document, dict(base, mode="step-time", threads=threads), timed, settings, log,
+                                  f"{what}, round {number} of {settings.step_rounds}")
+            rounds += [groups] if groups else []
         if rounds:
             join_steps(document, rounds, threads, shape)
+
+
+def timing_round(document, spec, sides, settings, log, what):
+    """One timing group per side, PyTorch first, each a child running ``spec``: ``{side: group}``, or None
+    when PyTorch's group failed (nothing to compare with). A failed side is recorded and left out."""
+    groups = {}
+    for side in ["torch"] + list(sides):
+        log(f"time   {side:6s} {what}")
+        try:
+            groups[side] = run_child(dict(spec, side=side), settings)
+        except ChildFailed as error:
+            _fail(document, log, error)
+    return groups if "torch" in groups else None
 
 
 def join_steps(document, rounds, threads, shape):
@@ -272,18 +273,12 @@ def block_rounds(document, base, settings, blocks, sides, log):
     turn, as for the training steps: the machine's speed drifts between processes by more than the gaps
     measured (a CBAM forward of ours took 1.5 to 2.5 ms in five processes in a row), so a block's ratio is
     the median of ratios to PyTorch's time in the same round. A round whose PyTorch group failed is dropped."""
+    what = f"{tuple(base['shape'])} {base['dtype']} blocks"
     rounds = []
     for number in range(2, settings.block_rounds + 1 if blocks else 2):
-        groups = {}
-        for side in ["torch"] + sides:
-            log(f"time   {side:6s} {tuple(base['shape'])} {base['dtype']} blocks, round {number} of "
-                f"{settings.block_rounds}")
-            try:
-                groups[side] = run_child(dict(base, mode="time", side=side, cases=blocks), settings)
-            except ChildFailed as error:
-                _fail(document, log, error)
-        if "torch" in groups:
-            rounds.append(groups)
+        groups = timing_round(document, dict(base, mode="time", cases=blocks), sides, settings, log,
+                              f"{what}, round {number} of {settings.block_rounds}")
+        rounds += [groups] if groups else []
     return rounds
 
 
