@@ -46,12 +46,15 @@ def _ms(value):
     return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
+def _each_round(entry):
+    """Each round's ratio to PyTorch, space-separated (the one ratio when there was one round)."""
+    return " ".join(_number(r) for r in entry.get("round_ratios", [entry["ratio_vs_torch"]]))
+
+
 def _ratio_with_rounds(entry):
     """The ratio, followed by each round's when the entry was timed in several (the blocks)."""
     ratio = _number(entry["ratio_vs_torch"])
-    if "round_ratios" not in entry:
-        return ratio
-    return f"{ratio} ({' '.join(_number(r) for r in entry['round_ratios'])})"
+    return f"{ratio} ({_each_round(entry)})" if "round_ratios" in entry else ratio
 
 
 def _rows(document):
@@ -97,7 +100,7 @@ def _step_rows(document):
             entry = by_backend.get(backend)
             row += ["–", "–", "–", "–"] if entry is None else \
                 [_ms(entry["median_ms"]), f"{entry['img_per_s']:.0f}", _number(entry["ratio_vs_torch"]),
-                 " ".join(_number(r) for r in entry.get("round_ratios", [entry["ratio_vs_torch"]]))]
+                 _each_round(entry)]
         rows.append(row)
     return header, rows
 

@@ -271,7 +271,8 @@ def _fail(document, log, problem):
 def block_rounds(document, base, settings, blocks, sides, log):
     """Rounds 2.. ``settings.block_rounds`` of the blocks alone (the goals are theirs), PyTorch and ``sides`` in
     turn, as for the training steps: the machine's speed drifts between processes by more than the gaps
-    measured (a CBAM forward of ours took 1.5 to 2.5 ms in five processes in a row), so a block's ratio is
+    measured (a CBAM forward of ours took 1.5 to 2.5 ms in seven processes run one after another), so a
+    block's ratio is
     the median of ratios to PyTorch's time in the same round. A round whose PyTorch group failed is dropped."""
     what = f"{tuple(base['shape'])} {base['dtype']} blocks"
     rounds = []

@@ -33,11 +33,11 @@ Rules every loop in this package follows, and why:
   chunks goes to lane ``i mod 2W``) and add the lanes in a fixed tree: one
   fixed order, and 2W independent chains. (Eight scalar running sums stay
   scalar in LLVM's hands: CBAM's descriptor sum-and-max ran so at one element
-  per cycle, 3× slower than reading the plane.) The conv, where the arithmetic is, keeps 16
-  vectors of sums in registers across all the taps, at 95–113 GFLOPS. The order
-  depends on the vector width W, so a machine without AVX-512 rounds
-  differently: results agree across machines to rounding, across thread counts
-  bit for bit.
+  per cycle, 3× slower than reading the plane.) The conv, where the arithmetic
+  is, keeps 16 vectors of sums in registers across all the taps, at 95–113
+  GFLOPS. The order depends on the vector width W, so a machine without
+  AVX-512 rounds differently: results agree across machines to rounding,
+  across thread counts bit for bit.
 * **First maximum, NaN first of all.** Every max keeps the first of equal
   values (strict ``>`` while scanning in C order), the element ``np.argmax``
   and PyTorch's index-based max pick; a NaN beats every number and the first
