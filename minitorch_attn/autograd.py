@@ -11,6 +11,13 @@ An op is a :class:`Function` with two static methods written by hand:
 ``Tensor.backward`` walks those nodes in reverse topological order and *adds*
 gradients, so a tensor used twice (CBAM uses ``F`` in the gate and in the
 product) receives the sum of both contributions.
+
+Adding two F-sized gradients is a pass over memory of its own (reading both,
+writing the sum), and in CBAM's backward it cost as much as a kernel. So a
+backward may add its contribution straight into the gradient already collected
+(``ctx.accumulate_into``), under one rule that keeps this safe: the engine only
+offers an array that nothing else can see, one it made itself or one a backward
+returned that shares no memory with anything that backward was given.
 """
 from __future__ import annotations
 
@@ -44,12 +51,18 @@ class Context:
 
     ``kernels`` is the backend that ran the forward pass: the backward pass uses
     the same one even if the global backend changed in between.
+
+    ``accumulate_into`` (set by the engine just before ``backward``): per tensor input, ``None`` or
+    the gradient collected for that input so far, an array the engine owns. A backward may add its
+    contribution into that array in place and return the array itself (the engine then adds
+    nothing); a backward that ignores it is just as correct.
     """
 
     def __init__(self, kernels, needs_input_grad):
         self.kernels = kernels
         self.needs_input_grad = needs_input_grad
         self.saved_tensors = ()
+        self.accumulate_into = (None,) * len(needs_input_grad)
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -115,19 +128,38 @@ def _topological_nodes(root_node):
     return order[::-1]  # outputs first
 
 
+def _shares_memory(array, others):
+    return any(isinstance(o, np.ndarray) and np.may_share_memory(array, o) for o in others)
+
+
+def _owned_results(node, given, results):
+    """Which of a backward's results the engine may later overwrite: those that share no memory with
+    what the backward was given (its gradients, its saved arrays) nor with each other. Identity-like
+    backwards (add, reshape, concat) pass a received gradient on, or a view of it; those stay read-only."""
+    seen = tuple(given) + tuple(node.ctx.saved_tensors)
+    return [g is not None and not _shares_memory(g, seen + results[:i] + results[i + 1:])
+            for i, g in enumerate(results)]
+
+
 def run_backward(root, grad):
     """Propagate ``grad`` (d loss / d root) to every leaf that requires grad."""
     if root._node is None:
         root._accumulate(grad)
         return
+    # A gradient collected so far is a [array, owned] pair: owned arrays may be added into in place.
     pending = {id(root._node): [None] * len(root._node.output_meta)}
-    pending[id(root._node)][root._output_index] = grad
-    leaf_grads = {}  # id(leaf) -> (leaf, its contributions in order, add), added once at the end
+    pending[id(root._node)][root._output_index] = [grad, False]
+    leaf_grads = {}  # id(leaf) -> (leaf, [its gradient, owned], add), added to .grad once at the end
     for node in _topological_nodes(root._node):
-        grads = pending.pop(id(node), None)
-        if grads is None:
+        slots = pending.pop(id(node), None)
+        if slots is None:
             continue
-        grads = [g if g is not None else np.zeros(shape, dtype) for g, (shape, dtype) in zip(grads, node.output_meta)]
+        grads = [np.zeros(shape, dtype) if slot is None else slot[0]
+                 for slot, (shape, dtype) in zip(slots, node.output_meta)]
+        collected = [_collected(tensor, pending, leaf_grads) for tensor in node.inputs]
+        node.ctx.accumulate_into = tuple(
+            slot[0] if slot is not None and slot[1] and node.inputs.count(tensor) == 1 else None
+            for tensor, slot in zip(node.inputs, collected))
         input_grads = node.function.backward(node.ctx, *grads)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
@@ -136,23 +168,41 @@ def run_backward(root, grad):
                 f"{node.function.__name__}.backward returned {len(input_grads)} gradients "
                 f"for {len(node.inputs)} tensor inputs"
             )
+        input_grads = tuple(None if g is None else np.asarray(g) for g in input_grads)
+        owned = _owned_results(node, grads, input_grads)
         # Gradients of a tensor used twice are added on the backend that computed them (for F-sized
         # gradients a NumPy add was a single-threaded pass; the sums are the same IEEE additions).
         add = node.ctx.kernels.add_forward
-        for tensor, g in zip(node.inputs, input_grads):
+        for tensor, g, is_owned, into in zip(node.inputs, input_grads, owned, node.ctx.accumulate_into):
             if g is None or not tensor.requires_grad:
                 continue
-            g = np.asarray(g)
             if g.shape != tensor.shape:
                 raise RuntimeError(
                     f"{node.function.__name__}.backward returned a gradient of shape {g.shape} "
                     f"for an input of shape {tensor.shape}"
                 )
-            if tensor._node is None:
-                leaf_grads.setdefault(id(tensor), (tensor, [], add))[1].append(g)
+            slot = _collected(tensor, pending, leaf_grads, create=add)
+            if slot[0] is None or g is into:  # the first contribution, or already added in place
+                slot[:] = [g, is_owned or g is into]
             else:
-                slots = pending.setdefault(id(tensor._node), [None] * len(tensor._node.output_meta))
-                i = tensor._output_index
-                slots[i] = g if slots[i] is None else add(slots[i], g)
-    for tensor, grads, add in leaf_grads.values():
-        tensor._accumulate(*grads, add=add)
+                slot[:] = [add(slot[0], g), True]
+    for tensor, (total, owned), add in leaf_grads.values():
+        tensor._accumulate(total, owned=owned, add=add)
+
+
+def _collected(tensor, pending, leaf_grads, create=None):
+    """The [gradient, owned] pair collected for ``tensor`` so far; ``None`` if there is none, unless
+    ``create`` (the backend's add, kept for a leaf's ``.grad``) asks for an empty pair to fill."""
+    if tensor._node is None:
+        if create:
+            return leaf_grads.setdefault(id(tensor), (tensor, [None, False], create))[1]
+        entry = leaf_grads.get(id(tensor))
+        return None if entry is None else entry[1]
+    slots = pending.setdefault(id(tensor._node), [None] * len(tensor._node.output_meta)) if create \
+        else pending.get(id(tensor._node))
+    if slots is None:
+        return None
+    i = tensor._output_index
+    if slots[i] is None and create:
+        slots[i] = [None, False]
+    return slots[i]

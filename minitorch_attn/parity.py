@@ -283,6 +283,11 @@ def _make_channel_gate(d):
     return Sample({"x": d.values(n, c, h, w), "gate": d.values(n, c)})
 
 
+def _make_channel_spatial_gate(d):
+    n, c, h, w = _nchw_shape(d)
+    return Sample({"x": d.values(n, c, h, w), "channel_gate": d.values(n, c), "spatial_gate": d.values(n, 1, h, w)})
+
+
 def _make_residual_gate(d):
     n, c, h, w = _nchw_shape(d)
     return Sample({"x": d.values(n, c, h, w), "channel_logit": d.values(n, c),
@@ -296,9 +301,9 @@ def _torch_global_max(x):
     return F.max_pool2d(x, x.shape[2:]).flatten(1)
 
 
-def _torch_channel_gate_and_pool(x, gate):
+def _torch_gated_channel_pool(x, gate):
     y = x * gate[:, :, None, None]
-    return y, torch.cat([y.mean(dim=1, keepdim=True), y.max(dim=1, keepdim=True).values], dim=1)
+    return torch.cat([y.mean(dim=1, keepdim=True), y.max(dim=1, keepdim=True).values], dim=1)
 
 
 def _torch_batch_norm(x, weight, bias, **options):
@@ -335,8 +340,11 @@ CASES = (
     OpCase("batch_norm (eval)", _ours_batch_norm, _torch_batch_norm, _make_batch_norm(training=False)),
     OpCase("global_avg_max_pool", ops.global_avg_max_pool, lambda x: (x.mean(dim=(2, 3)), _torch_global_max(x)),
            _make_x, ties=True),
-    OpCase("channel_gate_and_pool", ops.channel_gate_and_pool, _torch_channel_gate_and_pool, _make_channel_gate,
+    OpCase("gated_channel_pool", ops.gated_channel_pool, _torch_gated_channel_pool, _make_channel_gate,
            ties=True),
+    OpCase("channel_spatial_gate", ops.channel_spatial_gate,
+           lambda x, channel_gate, spatial_gate: x * channel_gate[:, :, None, None] * spatial_gate,
+           _make_channel_spatial_gate),
     OpCase("residual_gate", ops.residual_gate,
            lambda x, channel_logit, spatial_logit: x * (1 + torch.sigmoid(channel_logit[:, :, None, None]
                                                                                + spatial_logit)),

@@ -90,15 +90,16 @@ class Tensor:
             raise ValueError(f"backward: grad must have shape {self.shape}, got {grad.shape}")
         run_backward(self, grad)
 
-    def _accumulate(self, *grads, add=np.add):
-        """Add the contributions ``grads`` to ``.grad``, in order, with ``add`` (a backend's ``add_forward``)."""
-        total = self.grad
-        for g in grads:
-            total = g if total is None else add(total, g)
-        # A lone contribution may be a backward kernel's view of its grad_output: keep a copy.
-        # A sum is a new array already (copying it cost a pass over F for CBAM's input).
-        fresh = self.grad is not None or len(grads) > 1
-        self.grad = np.asarray(total, self.dtype) if fresh else np.array(total, dtype=self.dtype)
+    def _accumulate(self, grad, owned=False, add=np.add):
+        """Add ``grad`` to ``.grad`` with ``add`` (a backend's ``add_forward``).
+
+        ``owned``: nothing else refers to ``grad``, so it may become ``.grad`` as it is; otherwise a
+        copy is kept (it may be the caller's array or a backward's view of its grad_output).
+        """
+        if self.grad is not None:
+            self.grad = np.asarray(add(self.grad, grad), self.dtype)
+        else:
+            self.grad = np.asarray(grad, self.dtype) if owned else np.array(grad, dtype=self.dtype)
 
     def zero_grad(self):
         self.grad = None

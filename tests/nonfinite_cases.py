@@ -58,10 +58,13 @@ OPS = {
     "global_avg_pool": ("plane", lambda x, e: ops.global_avg_pool(x), lambda t, e: t.mean(dim=(2, 3))),
     "channel_max": ("channels", lambda x, e: ops.channel_max(x), lambda t, e: _torch_max_channels(t)),
     "channel_mean": ("channels", lambda x, e: ops.channel_mean(x), lambda t, e: t.mean(dim=1, keepdim=True)),
-    "channel_gate_and_pool": (
-        "channels", lambda x, e: ops.channel_gate_and_pool(x, Tensor(e)),
-        lambda t, e: (lambda y: (y, torch.cat([y.mean(dim=1, keepdim=True), _torch_max_channels(y)], 1)))(
+    "gated_channel_pool": (
+        "channels", lambda x, e: ops.gated_channel_pool(x, Tensor(e)),
+        lambda t, e: (lambda y: torch.cat([y.mean(dim=1, keepdim=True), _torch_max_channels(y)], 1))(
             t * torch.from_numpy(e)[:, :, None, None])),
+    "channel_spatial_gate": (
+        "channels", lambda x, e: ops.channel_spatial_gate(x, Tensor(e), Tensor(np.full((x.shape[0], 1) + x.shape[2:], 0.5, e.dtype))),
+        lambda t, e: t * torch.from_numpy(e)[:, :, None, None] * 0.5),
     "relu": ("plane", lambda x, e: ops.relu(x), lambda t, e: torch.relu(t)),
     "sigmoid": ("plane", lambda x, e: ops.sigmoid(x), lambda t, e: torch.sigmoid(t)),
     "cross_entropy": ("logits", None, None),  # (logits, labels): see run_case
@@ -131,7 +134,7 @@ EMPTY_CASES = {
     "global_avg_max_pool_forward": lambda d: (np.zeros((2, 3, 0, 0), d),),
     "channel_mean_forward": lambda d: (np.zeros((2, 0, 3, 4), d),),
     "channel_max_forward": lambda d: (np.zeros((2, 0, 3, 4), d),),
-    "channel_gate_and_pool_forward": lambda d: (np.zeros((2, 0, 3, 4), d), np.zeros((2, 0), d)),
+    "gated_channel_pool_forward": lambda d: (np.zeros((2, 0, 3, 4), d), np.zeros((2, 0), d)),
     "softmax_cross_entropy_forward": lambda d: (np.zeros((2, 0), d), np.zeros(2, np.int64)),
 }
 

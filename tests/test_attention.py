@@ -248,6 +248,7 @@ def test_uses_only_ops():
         assert "backends" not in source and "kernels" not in source
     # BEGIN INSTRUCTOR ONLY
     # (the solutions' bodies: the student edition has none)
-    assert ops.channel_gate_and_pool.__name__ in inspect.getsource(cbam.cbam_attention.__wrapped__)
+    solution = inspect.getsource(cbam.cbam_attention.__wrapped__)
+    assert ops.gated_channel_pool.__name__ in solution and ops.channel_spatial_gate.__name__ in solution
     assert ops.residual_gate.__name__ in inspect.getsource(bam.bam_fuse.__wrapped__)
     # END INSTRUCTOR ONLY

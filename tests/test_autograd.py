@@ -94,6 +94,68 @@ class TestGradientAccumulation:
         assert_close(x.grad, np.array([1.0, 2.0]))
 
 
+class TestAddingIntoCollectedGradients:
+    """``ctx.accumulate_into``: a backward may add into the gradient collected so far, only where that is safe."""
+
+    def test_cbam_input_gets_its_pooled_gradient_added_in_place(self, backend_name, monkeypatch, rng):
+        """F feeds the fused gate and the descriptor pool: the pool's backward adds into the gate's dF,
+        and no F-sized sum is left for the engine; dF still matches PyTorch."""
+        from minitorch_attn.interop import to_torch
+        from minitorch_attn.nn import CBAM
+
+        xa = rng.standard_normal((2, 8, 5, 6))
+        upstream = rng.standard_normal(xa.shape)
+        module = CBAM(8, reduction_ratio=4).to(np.float64)
+        kernels = backends.kernels(backend_name)
+        offered, sums = [], []
+        pool_backward, add = kernels.global_avg_max_pool_backward, kernels.add_forward
+
+        def recording_pool_backward(*args, add_to=None):
+            offered.append(add_to)
+            return pool_backward(*args, add_to=add_to)
+
+        monkeypatch.setattr(kernels, "global_avg_max_pool_backward", recording_pool_backward)
+        monkeypatch.setattr(kernels, "add_forward", lambda a, b: sums.append(np.shape(a)) or add(a, b))
+        with backend(backend_name):
+            x = Tensor(xa, requires_grad=True)
+            module(x).backward(upstream)
+        assert len(offered) == 1 and offered[0] is not None and offered[0].shape == xa.shape
+        assert xa.shape not in sums
+        tx = torch.tensor(xa, requires_grad=True)
+        to_torch(module)(tx).backward(torch.from_numpy(upstream))
+        assert_close(x.grad, tx.grad.numpy())
+
+    def test_a_passed_on_gradient_is_never_written_into(self, backend_name, rng):
+        """x + c passes the caller's gradient on unchanged (and so does reshape): the pool's backward
+        must get a fresh array for x, and the caller's gradient must come back untouched."""
+        xa = rng.standard_normal((2, 3, 4, 5))
+        upstream = rng.standard_normal(xa.shape)
+        kept = upstream.copy()
+        with backend(backend_name):
+            x = Tensor(xa, requires_grad=True)
+            avg, peak = ops.global_avg_max_pool(x)
+            gate = ops.reshape(ops.sigmoid(avg + peak), (2, 3, 1, 1))
+            out = ops.add(ops.reshape(ops.reshape(x, (2, 60)), xa.shape), gate)
+            out.backward(upstream)
+        tx = torch.tensor(xa, requires_grad=True)
+        (tx + torch.sigmoid(tx.mean(dim=(2, 3)) + tx.amax(dim=(2, 3))).reshape(2, 3, 1, 1)).backward(
+            torch.from_numpy(upstream))
+        np.testing.assert_array_equal(upstream, kept)
+        assert_close(x.grad, tx.grad.numpy())
+
+    def test_only_fresh_results_are_the_engines(self, rng):
+        from minitorch_attn.autograd import Context, Node, _owned_results
+
+        given, saved, fresh = rng.standard_normal((2, 3)), rng.standard_normal(4), rng.standard_normal((2, 3))
+        ctx = Context(None, (True,) * 5)
+        ctx.save_for_backward(saved, 3)
+        node = Node(Function, ctx, (), ())
+        results = (fresh, given, given[:1], saved.reshape(2, 2), None)
+        assert _owned_results(node, (given,), results) == [True, False, False, False, False]
+        twice = rng.standard_normal(3)
+        assert _owned_results(node, (given,), (twice, twice)) == [False, False]
+
+
 class TestMultiOutputFunctions:
     """A node with several outputs where only some reach the loss: the others count as zero gradient."""
 
@@ -111,18 +173,24 @@ class TestMultiOutputFunctions:
         {"avg": tavg, "max": tpeak, "both": tavg * tpeak}[used].backward(torch.from_numpy(g))
         assert_close(x.grad, tx.grad.numpy())
 
-    @pytest.mark.parametrize("used", ["y", "pooled"])
-    def test_channel_gate_and_pool(self, used, dtype, backend_name, rng):
+    @pytest.mark.parametrize("used", ["out", "pooled", "both"])
+    def test_cbam_gates_sharing_their_inputs(self, used, dtype, backend_name, rng):
+        """x and M_c feed both the gated channel pool and F'' (as in cbam_attention): whichever outputs
+        reach the loss, their gradients add up in x and M_c."""
         xa, gatea = rng.standard_normal((2, 3, 4, 4)).astype(dtype), rng.standard_normal((2, 3)).astype(dtype)
-        (x, gate), (tx, tgate) = leaves(xa, gatea)
+        spatiala = rng.standard_normal((2, 1, 4, 4)).astype(dtype)
+        (x, gate, spatial), (tx, tgate, tspatial) = leaves(xa, gatea, spatiala)
         with backend(backend_name):
-            y, pooled = ops.channel_gate_and_pool(x, gate)
-            root = y if used == "y" else pooled
+            pooled = ops.gated_channel_pool(x, gate)
+            out = ops.channel_spatial_gate(x, gate, spatial)
+            root = {"out": out, "pooled": pooled, "both": out * ops.sigmoid(ops.channel_mean(pooled))}[used]
             upstream = rng.standard_normal(root.shape).astype(dtype)
             root.backward(upstream)
         ty = tx * tgate[:, :, None, None]
         tpooled = torch.cat([ty.mean(1, keepdim=True), ty.max(1, keepdim=True).values], 1)
-        (ty if used == "y" else tpooled).backward(torch.from_numpy(upstream))
+        tout = ty * tspatial
+        troot = {"out": tout, "pooled": tpooled, "both": tout * torch.sigmoid(tpooled.mean(1, keepdim=True))}[used]
+        troot.backward(torch.from_numpy(upstream))
         assert_close(x.grad, tx.grad.numpy(), name="dx")
         assert_close(gate.grad, tgate.grad.numpy(), name="dgate")
 

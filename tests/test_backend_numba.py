@@ -70,7 +70,7 @@ def kernel_cases(rng, dtype, shape=(2, 5, 4, 3), ties=False):
     _, _, plane_index = ref.global_avg_max_pool_forward(x)
     _, channel_index = ref.channel_max_forward(x)
     gate = np.asarray(rng.random((N, C)), dtype)
-    _, gated_pool, gated_index = ref.channel_gate_and_pool_forward(x, gate)
+    gated_pool, gated_index = ref.gated_channel_pool_forward(x, gate)
     features = values(rng, (N, 7), dtype)
     weight = values(rng, (3, 7), dtype)
     bias = values(rng, 3, dtype)
@@ -115,9 +115,10 @@ def kernel_cases(rng, dtype, shape=(2, 5, 4, 3), ties=False):
         ("softmax_cross_entropy_backward", (np.asarray(0.7, dtype), probs, labels)),
         ("global_avg_max_pool_forward", (x,)),
         ("global_avg_max_pool_backward", (pooled_grad, pooled_grad * 2, plane_index, shape)),
-        ("channel_gate_and_pool_forward", (x, gate)),
-        ("channel_gate_and_pool_backward", (values(rng, shape, dtype), values(rng, gated_pool.shape, dtype),
-                                            x, gate, gated_index)),
+        ("gated_channel_pool_forward", (x, gate)),
+        ("gated_channel_pool_backward", (values(rng, gated_pool.shape, dtype), x, gate, gated_index)),
+        ("channel_spatial_gate_forward", (x, gate, pixel_grad)),
+        ("channel_spatial_gate_backward", (values(rng, shape, dtype), x, gate, pixel_grad)),
         ("residual_gate_forward", (x, pooled_grad, pixel_grad)),
         ("residual_gate_backward", (values(rng, shape, dtype), x, pooled_grad, pixel_grad)),
     ]
@@ -213,10 +214,11 @@ def test_channel_pools_and_gate(seed, dtype, shape, ties):
     check("channel_max_forward", x)
     check("channel_mean_backward", pixel_grad, shape)
     check("channel_max_backward", pixel_grad, ref.channel_max_forward(x)[1], shape)
-    check("channel_gate_and_pool_forward", x, gate)
-    _, pooled, index = ref.channel_gate_and_pool_forward(x, gate)
-    check("channel_gate_and_pool_backward", values(rng, shape, dtype), values(rng, pooled.shape, dtype),
-          x, gate, index)
+    check("gated_channel_pool_forward", x, gate)
+    pooled, index = ref.gated_channel_pool_forward(x, gate)
+    check("gated_channel_pool_backward", values(rng, pooled.shape, dtype), x, gate, index)
+    check("channel_spatial_gate_forward", x, gate, pixel_grad)
+    check("channel_spatial_gate_backward", values(rng, shape, dtype), x, gate, pixel_grad)
 
 
 @SMALL
@@ -377,17 +379,25 @@ def test_fused_kernels_equal_unfused_composition(seed, dtype, shape, ties):
                                nb.global_max_pool_backward(grad_max, index, shape)))
 
     gate = np.asarray(rng.random((N, C)), dtype)
-    y, pooled, channel_index = nb.channel_gate_and_pool_forward(x, gate)
-    unfused_y = nb.mul_forward(x, gate[:, :, None, None])
-    unfused_peak, unfused_index = nb.channel_max_forward(unfused_y)
-    assert_same("gate+pool forward", (y, pooled, channel_index),
-                (unfused_y, np.concatenate([nb.channel_mean_forward(unfused_y), unfused_peak], axis=1),
-                 unfused_index))
-    grad_y, grad_pooled = values(rng, shape, dtype), values(rng, pooled.shape, dtype)
-    dy = nb.add_forward(nb.add_forward(grad_y, nb.channel_mean_backward(grad_pooled[:, :1], shape)),
+    pooled, channel_index = nb.gated_channel_pool_forward(x, gate)
+    y = nb.mul_forward(x, gate[:, :, None, None])
+    unfused_peak, unfused_index = nb.channel_max_forward(y)
+    assert_same("gated pool forward", (pooled, channel_index),
+                (np.concatenate([nb.channel_mean_forward(y), unfused_peak], axis=1), unfused_index))
+    grad_pooled = values(rng, pooled.shape, dtype)
+    dy = nb.add_forward(nb.channel_mean_backward(grad_pooled[:, :1], shape),
                         nb.channel_max_backward(grad_pooled[:, 1:], channel_index, shape))
-    assert_same("gate+pool backward", nb.channel_gate_and_pool_backward(grad_y, grad_pooled, x, gate, channel_index),
+    assert_same("gated pool backward", nb.gated_channel_pool_backward(grad_pooled, x, gate, channel_index),
                 (nb.mul_forward(dy, gate[:, :, None, None]), nb.sum_to_shape(nb.mul_forward(dy, x), (N, C, 1, 1))[:, :, 0, 0]))
+
+    spatial_gate, grad = np.asarray(rng.random((N, 1, H, W)), dtype), values(rng, shape, dtype)
+    assert_same("channel-spatial gate forward", nb.channel_spatial_gate_forward(x, gate, spatial_gate),
+                nb.mul_forward(y, spatial_gate))
+    dgated = nb.mul_forward(grad, spatial_gate)
+    assert_same("channel-spatial gate backward", nb.channel_spatial_gate_backward(grad, x, gate, spatial_gate),
+                (nb.mul_forward(dgated, gate[:, :, None, None]),
+                 nb.sum_to_shape(nb.mul_forward(dgated, x), (N, C, 1, 1))[:, :, 0, 0],
+                 nb.sum_to_shape(nb.mul_forward(grad, y), (N, 1, H, W))))
 
     channel_logit, spatial_logit = values(rng, (N, C), dtype), values(rng, (N, 1, H, W), dtype)
     sigma = nb.sigmoid_forward(nb.add_forward(channel_logit[:, :, None, None], spatial_logit))
@@ -409,8 +419,9 @@ def test_bit_identical_for_one_and_two_threads():
     shape = (3, 12, 37, 29)
     assert shape[2] * shape[3] > PIXEL_BLOCK
     cases = [case for case in kernel_cases(rng, np.float32, shape)
-             if case[0] in ("global_avg_max_pool_forward", "channel_gate_and_pool_forward",
-                            "channel_gate_and_pool_backward", "residual_gate_backward", "conv2d_backward",
+             if case[0] in ("global_avg_max_pool_forward", "gated_channel_pool_forward",
+                            "gated_channel_pool_backward", "channel_spatial_gate_backward",
+                            "residual_gate_backward", "conv2d_backward",
                             "batch_norm_train_forward", "batch_norm_backward", "linear_backward", "sum_to_shape", "mul_backward")]
     cases.append(("conv2d_backward", (values(rng, (3, 1, 19, 23), np.float32), values(rng, (3, 2, 19, 23), np.float32),
                                       values(rng, (1, 2, 7, 7), np.float32), (1, 1), (3, 3), (1, 1), 1, True)))
@@ -529,7 +540,9 @@ def test_bad_input_is_rejected_before_any_work():
     with pytest.raises(ValueError, match="groups=2"):
         nb.conv2d_forward(x, np.zeros((4, 3, 1, 1)), None, 1, 0, 1, 2)
     with pytest.raises(ValueError, match="gate must have shape"):
-        nb.channel_gate_and_pool_forward(x, np.zeros((3, 2)))
+        nb.gated_channel_pool_forward(x, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="spatial_gate must have shape"):
+        nb.channel_spatial_gate_forward(x, np.zeros(x.shape[:2]), np.zeros((2, 2) + x.shape[2:]))
     with pytest.raises(ValueError, match="labels values"):
         nb.softmax_cross_entropy_forward(np.zeros((2, 3)), np.array([0, 3]))
     with pytest.raises(ValueError, match="cannot be summed"):

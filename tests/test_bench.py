@@ -363,7 +363,7 @@ def test_profile_of_a_training_step_accounts_for_the_step(monkeypatch):
     monkeypatch.setattr(step_cases, "BATCH", 8)
     monkeypatch.setattr(step_cases, "IMAGE_SIZE", 8)
     result = profile_step("mobilenet-cbam", STEP_BACKEND, steps=1)
-    assert {"conv2d_forward", "conv2d_backward", "channel_gate_and_pool_forward"} <= set(result["kernels"])
+    assert {"conv2d_forward", "conv2d_backward", "gated_channel_pool_forward"} <= set(result["kernels"])
     assert set(result["kernels"]) <= set(FAMILY_OF)
     timed = sum(result["phases"].values())
     assert 0 < sum(ms for _, ms in result["kernels"].values()) < timed

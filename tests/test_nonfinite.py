@@ -19,7 +19,7 @@ def test_nan_and_inf_propagate_as_in_pytorch(backend_name, op, position, odd):
 
 
 @needs_numba
-@pytest.mark.parametrize("op", ["global_max_pool", "channel_max", "channel_gate_and_pool", "cross_entropy"])
+@pytest.mark.parametrize("op", ["global_max_pool", "channel_max", "gated_channel_pool", "cross_entropy"])
 def test_nan_first_in_float64(op):
     run_case("numba", op, "first", "nan", np.float64)
 

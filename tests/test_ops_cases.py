@@ -47,7 +47,7 @@ class TestFirstMaximumGetsTheGradient:
         x = np.full((2, 3, 3, 4), 2.0, dtype)  # every plane and every channel column tied
         gate = np.array([[1.0, 1.0, 0.5], [0.0, 0.0, 0.0]], dtype)  # a zero gate ties F' at 0 as well
         assert_matches_torch("global_avg_max_pool", Sample({"x": x}), backend_name)
-        assert_matches_torch("channel_gate_and_pool", Sample({"x": x, "gate": gate}), backend_name)
+        assert_matches_torch("gated_channel_pool", Sample({"x": x, "gate": gate}), backend_name)
 
 
 class TestLargeMagnitudes:

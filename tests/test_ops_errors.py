@@ -236,13 +236,21 @@ class TestLossAndGates:
 
     def test_channel_gate_shape(self):
         with raises(ValueError, "gate", "(2, 3)", "(2, 4)"):
-            ops.channel_gate_and_pool(t(2, 3, 4, 4), t(2, 4))
+            ops.gated_channel_pool(t(2, 3, 4, 4), t(2, 4))
         with raises(ValueError, "gate", "2-d", "(2, 3, 1, 1)"):
-            ops.channel_gate_and_pool(t(2, 3, 4, 4), t(2, 3, 1, 1))
+            ops.gated_channel_pool(t(2, 3, 4, 4), t(2, 3, 1, 1))
 
     def test_channel_gate_dtype(self):
         with raises(TypeError, "x=float64", "gate=float32"):
-            ops.channel_gate_and_pool(t(2, 3, 4, 4), t(2, 3, dtype=np.float32))
+            ops.gated_channel_pool(t(2, 3, 4, 4), t(2, 3, dtype=np.float32))
+
+    def test_channel_spatial_gate_shapes_and_dtypes(self):
+        with raises(ValueError, "channel_gate", "(2, 3)", "(2, 1)"):
+            ops.channel_spatial_gate(t(2, 3, 4, 4), t(2, 1), t(2, 1, 4, 4))
+        with raises(ValueError, "spatial_gate", "(2, 1, 4, 4)", "(2, 3, 4, 4)"):
+            ops.channel_spatial_gate(t(2, 3, 4, 4), t(2, 3), t(2, 3, 4, 4))
+        with raises(TypeError, "x=float64", "spatial_gate=float32"):
+            ops.channel_spatial_gate(t(2, 3, 4, 4), t(2, 3), t(2, 1, 4, 4, dtype=np.float32))
 
     def test_residual_gate_shapes(self):
         with raises(ValueError, "channel_logit", "(2, 3)", "(2, 1)"):

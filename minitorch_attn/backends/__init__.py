@@ -46,9 +46,14 @@ KERNEL_NAMES = (
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
     # fused attention kernels (the numpy backend composes the unfused kernels)
     "global_avg_max_pool_forward", "global_avg_max_pool_backward",
-    "channel_gate_and_pool_forward", "channel_gate_and_pool_backward",
+    "gated_channel_pool_forward", "gated_channel_pool_backward",
+    "channel_spatial_gate_forward", "channel_spatial_gate_backward",
     "residual_gate_forward", "residual_gate_backward",
 )
+
+#: Backward kernels that also take ``add_to``: None, or the gradient of their (first) input collected so
+#: far, an array they add their own gradient into and return (see ``autograd.Context.accumulate_into``).
+ADD_TO_KERNELS = ("global_avg_max_pool_backward", "gated_channel_pool_backward")
 
 _state = threading.local()
 _loaded = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..exercise import exercise
+from .add_to import added
 
 
 # --------------------------------------------------------------------------
@@ -289,22 +290,37 @@ def global_avg_max_pool_forward(x):
     return global_avg_pool_forward(x), peak, index
 
 
-def global_avg_max_pool_backward(grad_avg, grad_max, index, shape):
-    return global_avg_pool_backward(grad_avg, shape) + global_max_pool_backward(grad_max, index, shape)
+def global_avg_max_pool_backward(grad_avg, grad_max, index, shape, add_to=None):
+    """``add_to``: None, or the gradient collected for F so far, to add this one into (and return)."""
+    dx = global_avg_pool_backward(grad_avg, shape) + global_max_pool_backward(grad_max, index, shape)
+    return added("global_avg_max_pool_backward", add_to, dx)
 
 
-def channel_gate_and_pool_forward(x, gate):
-    """``y = gate ⊗ x`` and CBAM's channel pool of y: ``(y, pooled (N,2,H,W) = [mean; max], index)``."""
+def gated_channel_pool_forward(x, gate):
+    """CBAM's channel pool of ``y = gate ⊗ x``: ``(pooled (N,2,H,W) = [mean; max], index (N,1,H,W))``."""
     y = x * gate[:, :, None, None]
     peak, index = channel_max_forward(y)
-    return y, np.concatenate([channel_mean_forward(y), peak], axis=1), index
+    return np.concatenate([channel_mean_forward(y), peak], axis=1), index
 
 
-def channel_gate_and_pool_backward(grad_y, grad_pooled, x, gate, index):
-    """Returns ``(dx, dgate)``."""
-    dy = (grad_y + channel_mean_backward(grad_pooled[:, :1], x.shape)
+def gated_channel_pool_backward(grad_pooled, x, gate, index, add_to=None):
+    """Returns ``(dx, dgate)``; ``add_to``: None, or the gradient collected for x so far, to add dx into."""
+    dy = (channel_mean_backward(grad_pooled[:, :1], x.shape)
           + channel_max_backward(grad_pooled[:, 1:], index, x.shape))
-    return dy * gate[:, :, None, None], (dy * x).sum(axis=(2, 3))
+    return added("gated_channel_pool_backward", add_to, dy * gate[:, :, None, None]), (dy * x).sum(axis=(2, 3))
+
+
+def channel_spatial_gate_forward(x, channel_gate, spatial_gate):
+    """CBAM's ``(x ⊗ Mc) ⊗ Ms`` with Mc (N,C) and Ms (N,1,H,W) broadcast."""
+    return (x * channel_gate[:, :, None, None]) * spatial_gate
+
+
+def channel_spatial_gate_backward(grad, x, channel_gate, spatial_gate):
+    """Returns ``(dx, dchannel_gate (N,C), dspatial_gate (N,1,H,W))``, through dF' = g ⊗ Ms."""
+    channel = channel_gate[:, :, None, None]
+    dgated = grad * spatial_gate
+    return (dgated * channel, (dgated * x).sum(axis=(2, 3)),
+            (grad * (x * channel)).sum(axis=1, keepdims=True))
 
 
 def residual_gate_forward(x, channel_logit, spatial_logit):

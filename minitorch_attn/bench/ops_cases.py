@@ -70,12 +70,17 @@ def torch_global_avg_max_pool(tensors, options, variant):
     return x.mean(dim=(2, 3)), global_max(x, variant)
 
 
-def torch_channel_gate_and_pool(tensors, options, variant):
+def torch_gated_channel_pool(tensors, options, variant):
     import torch
 
     x, gate = tensors
     y = x * gate[:, :, None, None]
-    return y, torch.cat([y.mean(dim=1, keepdim=True), channel_max(y, variant)], dim=1)
+    return (torch.cat([y.mean(dim=1, keepdim=True), channel_max(y, variant)], dim=1),)
+
+
+def torch_channel_spatial_gate(tensors, options, variant):
+    x, channel_gate, spatial_gate = tensors
+    return (x * channel_gate[:, :, None, None] * spatial_gate,)
 
 
 def torch_residual_gate(tensors, options, variant):
@@ -135,12 +140,13 @@ OP_CASES = {case.name: case for case in (
     OpCase("global_avg_max_pool", ops.GlobalAvgMaxPool,
            lambda shape, dtype, rng: (_full(shape, dtype, rng),),
            torch_global_avg_max_pool, variants=MAX_VARIANTS),
-    OpCase("channel_gate_and_pool", ops.ChannelGateAndPool,
+    OpCase("gated_channel_pool", ops.GatedChannelPool,
            lambda shape, dtype, rng: (_full(shape, dtype, rng), rng.uniform(0, 1, shape[:2]).astype(dtype)),
-           torch_channel_gate_and_pool, variants=MAX_VARIANTS),
-    OpCase("spatial_gate_mul", ops.Mul,
-           lambda shape, dtype, rng: (_full(shape, dtype, rng), rng.uniform(0, 1, _plane(shape)).astype(dtype)),
-           lambda tensors, options, variant: (tensors[0] * tensors[1],)),
+           torch_gated_channel_pool, variants=MAX_VARIANTS),
+    OpCase("channel_spatial_gate", ops.ChannelSpatialGate,
+           lambda shape, dtype, rng: (_full(shape, dtype, rng), rng.uniform(0, 1, shape[:2]).astype(dtype),
+                                      rng.uniform(0, 1, _plane(shape)).astype(dtype)),
+           torch_channel_spatial_gate),
     OpCase("conv7x7", ops.Conv2d, _conv_inputs(lambda shape: _plane(shape, 2), lambda shape: 1, 7, bias=False),
            torch_conv2d, options=_conv_options(3, 1)),
     OpCase("residual_gate", ops.ResidualGate,

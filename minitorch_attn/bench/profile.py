@@ -28,8 +28,8 @@ FAMILIES = {
     "conv": ("conv2d_forward", "conv2d_backward"),
     "norm": ("batch_norm_train_forward", "batch_norm_eval_forward", "batch_norm_backward"),
     "loss": ("softmax_cross_entropy_forward", "softmax_cross_entropy_backward"),
-    "attention": ("channel_gate_and_pool_forward", "channel_gate_and_pool_backward", "residual_gate_forward",
-                  "residual_gate_backward"),
+    "attention": ("gated_channel_pool_forward", "gated_channel_pool_backward", "channel_spatial_gate_forward",
+                  "channel_spatial_gate_backward", "residual_gate_forward", "residual_gate_backward"),
 }
 FAMILY_OF = {kernel: name for name, kernels in FAMILIES.items() for kernel in kernels}
 

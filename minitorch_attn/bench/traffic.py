@@ -19,8 +19,8 @@ times, where the same F is processed again and again and stays in the last-level
 | case | forward | backward | why |
 |---|---|---|---|
 | global_avg_max_pool | F 1 | F 1 | read F once for both pools; write dF |
-| channel_gate_and_pool | F 2, plane 2 | F 3, plane 3 | read F, write F' and the pooled pair; read dF' and F (for d gate), write dF |
-| spatial_gate_mul | F 2, plane 1 | F 3, plane 2 | read F' and M_s, write F''; read dF'' and F', write dF' (and dM_s) |
+| gated_channel_pool | F 1, plane 2 | F 2, plane 3 | read F (M_c·F is formed on the fly), write the pooled pair; read F (for d gate), write dF; planes: the pooled pair's gradient and the channel-max index |
+| channel_spatial_gate | F 2, plane 1 | F 3, plane 2 | read F and M_s, write F'' = M_s·M_c·F; read dF'' and F, write dF (and dM_s) |
 | conv7x7 | plane 3 | plane 5 | read the 2 pooled planes, write 1; read d out and the input (dW), write d input |
 | residual_gate | F 2, plane 1 | F 3, plane 2 | read F, write F + F·gate; read d out and F, write dF |
 | conv1x1_reduce | F 1, reduced 1 | F 2, reduced 1 | read F, write the reduced map; read d out and F (dW), write dF |
@@ -53,8 +53,8 @@ class Traffic:
 #: case -> (forward, backward); the module docstring explains every row.
 FLOOR = {
     "global_avg_max_pool": (Traffic(F=1), Traffic(F=1)),
-    "channel_gate_and_pool": (Traffic(F=2, plane=2), Traffic(F=3, plane=3)),
-    "spatial_gate_mul": (Traffic(F=2, plane=1), Traffic(F=3, plane=2)),
+    "gated_channel_pool": (Traffic(F=1, plane=2), Traffic(F=2, plane=3)),
+    "channel_spatial_gate": (Traffic(F=2, plane=1), Traffic(F=3, plane=2)),
     "conv7x7": (Traffic(plane=3), Traffic(plane=5)),
     "residual_gate": (Traffic(F=2, plane=1), Traffic(F=3, plane=2)),
     "conv1x1_reduce": (Traffic(F=1, reduced=1), Traffic(F=2, reduced=1)),

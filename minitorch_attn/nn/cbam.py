@@ -225,7 +225,8 @@ def cbam_attention(x, channel_gate, spatial_gate, arrangement="channel-spatial")
 
     ``spatial_gate=None`` is channel attention alone (``no_spatial``). ``channel_gate`` / ``spatial_gate``
     are a :class:`ChannelGate` and a :class:`SpatialGate` (their ``logit`` methods hold Eqs. 2 and 3).
-    The channel-first path with the channel pool uses the fused op that computes F' and its pool in one pass.
+    The channel-first path with the channel pool never stores F': one op pools it (:func:`ops.gated_channel_pool`),
+    one forms F'' = M_s ⊗ (M_c ⊗ F) (:func:`ops.channel_spatial_gate`), each in one pass over F.
     """
     # BEGIN SOLUTION
     if spatial_gate is None:
@@ -237,8 +238,8 @@ def cbam_attention(x, channel_gate, spatial_gate, arrangement="channel-spatial")
         return ops.mul(x, ops.sigmoid(both))
     gate = ops.sigmoid(channel_gate.logit(x))
     if spatial_gate.compress_mode == "pool":
-        refined, pooled = ops.channel_gate_and_pool(x, gate)
-        return ops.mul(refined, ops.sigmoid(spatial_gate.logit_of_compressed(pooled)))
+        pooled = ops.gated_channel_pool(x, gate)
+        return ops.channel_spatial_gate(x, gate, ops.sigmoid(spatial_gate.logit_of_compressed(pooled)))
     return spatial_gate(ops.mul(x, expand_channels(gate)))
     # END SOLUTION
 

@@ -4,7 +4,14 @@ Layers: ops (this package) -> ``minitorch_attn.nn`` modules -> ``minitorch_attn.
 Every op calls its kernels through ``minitorch_attn.backends`` and nothing else.
 """
 from .arith import Add, Concat, Mul, Reshape, Sum, add, concat, flatten, mean, mul, reshape, sum
-from .attention import ChannelGateAndPool, ResidualGate, channel_gate_and_pool, residual_gate
+from .attention import (
+    ChannelSpatialGate,
+    GatedChannelPool,
+    ResidualGate,
+    channel_spatial_gate,
+    gated_channel_pool,
+    residual_gate,
+)
 from .conv import Conv2d, conv2d, same_padding
 from .dense import Linear, ReLU, Sigmoid, linear, relu, sigmoid
 from .loss import SoftmaxCrossEntropy, cross_entropy

@@ -87,7 +87,8 @@ class GlobalAvgMaxPool(Function):
     @staticmethod
     def backward(ctx, grad_avg, grad_max):
         (index,) = ctx.saved_tensors
-        return ctx.kernels.global_avg_max_pool_backward(grad_avg, grad_max, index, ctx.shape)
+        return ctx.kernels.global_avg_max_pool_backward(grad_avg, grad_max, index, ctx.shape,
+                                                        add_to=ctx.accumulate_into[0])
 
 
 class ChannelMean(Function):

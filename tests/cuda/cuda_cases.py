@@ -39,7 +39,7 @@ def kernel_args(name, dtype, shape=(2, 3, 4, 5), ties=False, seed=0):
     labels = rng.integers(0, outputs, N)
     positive_var = (rng.random(C) + 0.5).astype(dtype)
     _, xhat, inv_std, _, _ = reference.batch_norm_train_forward(x3, bn_weight, bn_bias, 1e-5)
-    _, pooled, channel_index = reference.channel_gate_and_pool_forward(x, gate)
+    pooled, channel_index = reference.gated_channel_pool_forward(x, gate)
     cases = {
         "global_avg_pool_forward": (x,),
         "global_avg_pool_backward": (pooled_grad, x.shape),
@@ -74,8 +74,10 @@ def kernel_args(name, dtype, shape=(2, 3, 4, 5), ties=False, seed=0):
                                            labels),
         "global_avg_max_pool_forward": (x,),
         "global_avg_max_pool_backward": (pooled_grad, data(N, C), reference.global_max_pool_forward(x)[1], x.shape),
-        "channel_gate_and_pool_forward": (x, gate),
-        "channel_gate_and_pool_backward": (data(*x.shape), data(*pooled.shape), x, gate, channel_index),
+        "gated_channel_pool_forward": (x, gate),
+        "gated_channel_pool_backward": (data(*pooled.shape), x, gate, channel_index),
+        "channel_spatial_gate_forward": (x, gate, spatial),
+        "channel_spatial_gate_backward": (data(*x.shape), x, gate, spatial),
         "residual_gate_forward": (x, gate, spatial),
         "residual_gate_backward": (data(*x.shape), x, gate, spatial),
     }

@@ -27,7 +27,7 @@ def test_kernel_matches_numpy_at_moderate_shapes(gpu_kernels, name, dtype):
 
 
 @pytest.mark.parametrize("name", ["global_max_pool_forward", "channel_max_forward",
-                                  "global_avg_max_pool_forward", "channel_gate_and_pool_forward"])
+                                  "global_avg_max_pool_forward", "gated_channel_pool_forward"])
 def test_ties_at_moderate_shapes(gpu_kernels, name):
     assert_matches_reference(gpu_kernels, name, kernel_args(name, np.float32, shape=SHAPE, ties=True))
 

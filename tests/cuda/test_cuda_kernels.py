@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minitorch_attn.backends import KERNEL_NAMES
+from minitorch_attn.backends import ADD_TO_KERNELS, KERNEL_NAMES
 from minitorch_attn.backends import numpy_backend as reference
 from minitorch_attn.backends.cuda import device
 
@@ -18,7 +18,7 @@ DTYPES = [np.float32, np.float64]
 TIE_SENSITIVE = [
     "global_max_pool_forward", "global_max_pool_backward", "channel_max_forward", "channel_max_backward",
     "global_avg_max_pool_forward", "global_avg_max_pool_backward",
-    "channel_gate_and_pool_forward", "channel_gate_and_pool_backward",
+    "gated_channel_pool_forward", "gated_channel_pool_backward",
 ]
 
 
@@ -65,15 +65,28 @@ def test_conv2d_settings(cuda_kernels, setting, dtype):
     assert_matches_reference(cuda_kernels, "conv2d_backward", (grad, x, weight, *options, has_bias))
 
 
+@pytest.mark.parametrize("name", ADD_TO_KERNELS)
+def test_adding_into_a_collected_gradient_equals_a_separate_sum(cuda_kernels, name):
+    args = kernel_args(name, np.float32)
+    plain = getattr(cuda_kernels, name)(*args)
+    plain = plain[0] if isinstance(plain, tuple) else plain
+    collected = np.random.default_rng(3).standard_normal(plain.shape).astype(np.float32)
+    before = collected.copy()
+    result = getattr(cuda_kernels, name)(*args, add_to=collected)
+    assert (result[0] if isinstance(result, tuple) else result) is collected
+    np.testing.assert_array_equal(collected, before + plain)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 32])
-@pytest.mark.parametrize("name", ["global_avg_max_pool_forward", "channel_gate_and_pool_forward",
-                                  "batch_norm_backward", "conv2d_backward", "residual_gate_backward"])
+@pytest.mark.parametrize("name", ["global_avg_max_pool_forward", "gated_channel_pool_forward",
+                                  "channel_spatial_gate_backward", "batch_norm_backward", "conv2d_backward",
+                                  "residual_gate_backward"])
 def test_any_block_size_gives_the_same_answer(cuda_kernels, name, threads):
     device.threads_per_block = threads  # (the fixture restores it)
     assert_matches_reference(cuda_kernels, name, kernel_args(name, np.float64))
 
 
-@pytest.mark.parametrize("name", ["relu_forward", "conv2d_forward", "residual_gate_forward",
+@pytest.mark.parametrize("name", ["relu_forward", "conv2d_forward", "residual_gate_forward", "channel_spatial_gate_forward",
                                   "channel_max_backward", "softmax_cross_entropy_backward"])
 def test_grid_stride_loops_cover_more_elements_than_threads(cuda_kernels, monkeypatch, name):
     # 2 blocks of 4 threads for about a hundred elements: each thread takes many turns
@@ -83,7 +96,7 @@ def test_grid_stride_loops_cover_more_elements_than_threads(cuda_kernels, monkey
 
 
 @pytest.mark.parametrize("name", ["global_avg_max_pool_forward", "conv2d_backward", "batch_norm_backward",
-                                  "channel_gate_and_pool_backward", "softmax_cross_entropy_forward"])
+                                  "gated_channel_pool_backward", "softmax_cross_entropy_forward"])
 def test_same_inputs_give_bit_identical_outputs(cuda_kernels, name):
     args = kernel_args(name, np.float32)
     first, second = getattr(cuda_kernels, name)(*args), getattr(cuda_kernels, name)(*args)
@@ -179,8 +192,8 @@ def test_attention_kernels_random_shapes(shape, ties, seed):
 
     saved, device.threads_per_block = device.threads_per_block, 8
     try:
-        for name in ["global_avg_max_pool_forward", "channel_gate_and_pool_forward",
-                     "channel_gate_and_pool_backward", "residual_gate_backward"]:
+        for name in ["global_avg_max_pool_forward", "gated_channel_pool_forward", "gated_channel_pool_backward",
+                     "channel_spatial_gate_backward", "residual_gate_backward"]:
             assert_matches_reference(cuda_backend, name, kernel_args(name, np.float64, shape, ties, seed))
     finally:
         device.threads_per_block = saved

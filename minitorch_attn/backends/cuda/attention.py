@@ -6,6 +6,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..add_to import added, check_add_to
 from . import device
 from .device import MAX_THREADS_PER_BLOCK, _check_not_empty
 from .blocks import _beats, _block_first_max, _block_sum, _sigmoid
@@ -18,8 +19,8 @@ from .pooling import _pixels
 
 
 @cuda.jit
-def _channel_gate_and_pool_kernel(x, gate, y, pooled, index):
-    """y[n,c,p] = gate[n,c] x[n,c,p], and in the same pass over c: pooled[n,0,p] = mean_c y,
+def _gated_channel_pool_kernel(x, gate, pooled, index):
+    """For y[n,c,p] = gate[n,c] x[n,c,p] (never stored): pooled[n,0,p] = mean_c y,
     pooled[n,1,p] = max_c y, index[n,p] = its first channel. Block b owns pixel (n, p)."""
     sums = cuda.shared.array(MAX_THREADS_PER_BLOCK, np.float64)
     values = cuda.shared.array(MAX_THREADS_PER_BLOCK, np.float64)
@@ -29,7 +30,6 @@ def _channel_gate_and_pool_kernel(x, gate, y, pooled, index):
     partial, best, best_c = 0.0, -math.inf, C
     for c in range(cuda.threadIdx.x, C, cuda.blockDim.x):
         gated = gate[n, c] * x[n, c, p]
-        y[n, c, p] = gated
         partial += gated
         if _beats(gated, c, best, best_c):
             best, best_c = gated, c
@@ -42,15 +42,15 @@ def _channel_gate_and_pool_kernel(x, gate, y, pooled, index):
 
 
 @cuda.jit
-def _channel_gate_and_pool_backward_kernel(grad_y, grad_pooled, x, gate, index, dx, dgate):
-    """dy = g_y + g_mean / C + (g_max at the first maximal channel); dx = gate * dy and
+def _gated_channel_pool_backward_kernel(grad_pooled, x, gate, index, dx, dgate):
+    """dy = g_mean / C + (g_max at the first maximal channel); dx = gate * dy and
     dgate[n,c] = sum_p dy x. Block b owns (n, c) = (b // C, b % C) and tree-sums over its pixels."""
     scratch = cuda.shared.array(MAX_THREADS_PER_BLOCK, np.float64)
     N, C, P = x.shape
     n, c = cuda.blockIdx.x // C, cuda.blockIdx.x % C
     partial = 0.0
     for p in range(cuda.threadIdx.x, P, cuda.blockDim.x):
-        dy = grad_y[n, c, p] + grad_pooled[n, 0, p] / C
+        dy = grad_pooled[n, 0, p] / C
         if c == index[n, p]:
             dy += grad_pooled[n, 1, p]
         dx[n, c, p] = gate[n, c] * dy
@@ -60,23 +60,83 @@ def _channel_gate_and_pool_backward_kernel(grad_y, grad_pooled, x, gate, index, 
         dgate[n, c] = total
 
 
-def channel_gate_and_pool_forward(x, gate):
+def gated_channel_pool_forward(x, gate):
     N, C, H, W = x.shape
-    _check_not_empty("channel_gate_and_pool_forward", "x", x.shape, (1,), "C")
+    _check_not_empty("gated_channel_pool_forward", "x", x.shape, (1,), "C")
     d_x, d_gate = device.upload(_pixels(x), gate)
-    y, pooled = device.empty((N, C, H * W), x.dtype), device.empty((N, 2, H * W), x.dtype)
-    index = device.empty((N, H * W), np.int64)
-    device.launch(_channel_gate_and_pool_kernel, blocks=N * H * W, reduce_over=C)(d_x, d_gate, y, pooled, index)
-    return (y.copy_to_host().reshape(x.shape), pooled.copy_to_host().reshape(N, 2, H, W),
-            index.copy_to_host().reshape(N, 1, H, W))
+    pooled, index = device.empty((N, 2, H * W), x.dtype), device.empty((N, H * W), np.int64)
+    device.launch(_gated_channel_pool_kernel, blocks=N * H * W, reduce_over=C)(d_x, d_gate, pooled, index)
+    return pooled.copy_to_host().reshape(N, 2, H, W), index.copy_to_host().reshape(N, 1, H, W)
 
 
-def channel_gate_and_pool_backward(grad_y, grad_pooled, x, gate, index):
+def gated_channel_pool_backward(grad_pooled, x, gate, index, add_to=None):
     N, C, H, W = x.shape
-    devices = device.upload(_pixels(grad_y), _pixels(grad_pooled), _pixels(x), gate, index.reshape(N, H * W))
+    check_add_to("gated_channel_pool_backward", add_to, x.shape, x.dtype)
+    devices = device.upload(_pixels(grad_pooled), _pixels(x), gate, index.reshape(N, H * W))
     dx, dgate = device.empty((N, C, H * W), x.dtype), device.empty((N, C), x.dtype)
-    device.launch(_channel_gate_and_pool_backward_kernel, blocks=N * C, reduce_over=H * W)(*devices, dx, dgate)
-    return dx.copy_to_host().reshape(x.shape), dgate.copy_to_host()
+    device.launch(_gated_channel_pool_backward_kernel, blocks=N * C, reduce_over=H * W)(*devices, dx, dgate)
+    # dx comes back to the host anyway, so the sum is NumPy's (the same IEEE additions).
+    return added("gated_channel_pool_backward", add_to, dx.copy_to_host().reshape(x.shape)), dgate.copy_to_host()
+
+
+@cuda.jit
+def _channel_spatial_gate_kernel(x, channel_gate, spatial_gate, out):
+    """out = (x * Mc[n,c]) * Ms[n,p]: CBAM's F'' = Ms ⊗ (Mc ⊗ F), element-wise."""
+    N, C, P = x.shape
+    for flat in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        n, c, p = flat // (C * P), flat // P % C, flat % P
+        out[n, c, p] = (x[n, c, p] * channel_gate[n, c]) * spatial_gate[n, p]
+
+
+@cuda.jit
+def _channel_spatial_gate_channel_grad_kernel(grad, x, channel_gate, spatial_gate, dx, dchannel):
+    """dF' = g Ms; dx = dF' Mc and dMc[n,c] = sum_p dF' x: block (n, c) tree-sums over its pixels."""
+    scratch = cuda.shared.array(MAX_THREADS_PER_BLOCK, np.float64)
+    N, C, P = x.shape
+    n, c = cuda.blockIdx.x // C, cuda.blockIdx.x % C
+    partial = 0.0
+    for p in range(cuda.threadIdx.x, P, cuda.blockDim.x):
+        dgated = grad[n, c, p] * spatial_gate[n, p]
+        dx[n, c, p] = dgated * channel_gate[n, c]
+        partial += dgated * x[n, c, p]
+    total = _block_sum(partial, scratch)
+    if cuda.threadIdx.x == 0:
+        dchannel[n, c] = total
+
+
+@cuda.jit
+def _channel_spatial_gate_spatial_grad_kernel(grad, x, channel_gate, dspatial):
+    """dMs[n,p] = sum_c g (x Mc): block (n, p) tree-sums over the channels."""
+    scratch = cuda.shared.array(MAX_THREADS_PER_BLOCK, np.float64)
+    N, C, P = x.shape
+    n, p = cuda.blockIdx.x // P, cuda.blockIdx.x % P
+    partial = 0.0
+    for c in range(cuda.threadIdx.x, C, cuda.blockDim.x):
+        partial += grad[n, c, p] * (x[n, c, p] * channel_gate[n, c])
+    total = _block_sum(partial, scratch)
+    if cuda.threadIdx.x == 0:
+        dspatial[n, p] = total
+
+
+def channel_spatial_gate_forward(x, channel_gate, spatial_gate):
+    N, C, H, W = x.shape
+    devices = device.upload(_pixels(x), channel_gate, spatial_gate.reshape(N, H * W))
+    out = device.empty((N, C, H * W), x.dtype)
+    device.launch(_channel_spatial_gate_kernel, items=x.size)(*devices, out)
+    return out.copy_to_host().reshape(x.shape)
+
+
+def channel_spatial_gate_backward(grad, x, channel_gate, spatial_gate):
+    N, C, H, W = x.shape
+    d_grad, d_x, d_channel, d_spatial = device.upload(_pixels(grad), _pixels(x), channel_gate,
+                                                       spatial_gate.reshape(N, H * W))
+    dx, dchannel, dspatial = (device.empty((N, C, H * W), x.dtype), device.empty((N, C), x.dtype),
+                              device.empty((N, H * W), x.dtype))
+    device.launch(_channel_spatial_gate_channel_grad_kernel, blocks=N * C, reduce_over=H * W)(
+        d_grad, d_x, d_channel, d_spatial, dx, dchannel)
+    device.launch(_channel_spatial_gate_spatial_grad_kernel, blocks=N * H * W, reduce_over=C)(
+        d_grad, d_x, d_channel, dspatial)
+    return dx.copy_to_host().reshape(x.shape), dchannel.copy_to_host(), dspatial.copy_to_host().reshape(N, 1, H, W)
 
 
 @cuda.jit(device=True)

@@ -108,8 +108,10 @@ from .loss import (  # noqa: F401, E402
     softmax_cross_entropy_backward,
 )
 from .attention import (  # noqa: F401, E402
-    channel_gate_and_pool_forward,
-    channel_gate_and_pool_backward,
+    gated_channel_pool_forward,
+    gated_channel_pool_backward,
+    channel_spatial_gate_forward,
+    channel_spatial_gate_backward,
     residual_gate_forward,
     residual_gate_backward,
 )

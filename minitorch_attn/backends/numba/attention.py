@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..add_to import check_add_to
 from .checks import _as_float, _as_index, _check_shape
 from .lanes import PIXEL_BLOCK, _block_count, _lane_dot, _lane_sum, _replaces_max, _sigmoid
 from .pooling import _channels
@@ -16,19 +17,19 @@ from .pooling import _channels
 
 
 @njit(cache=True)
-def _gate_and_pool_channel(x_row, y_row, g, c, total, peak, where):
-    """One channel c of :func:`_channel_gate_and_pool_loop`, for the channels left over after the groups of four."""
+def _gated_pool_channel(x_row, g, c, total, peak, where):
+    """One channel c of :func:`_gated_channel_pool_loop`, for the channels left over after the groups of four."""
     for s in range(x_row.shape[0]):
         value = x_row[s] * g
-        y_row[s] = value
         total[s] += value
         if _replaces_max(value, peak[s]):
             peak[s], where[s] = value, c
 
 
 @njit(parallel=True, cache=True)
-def _channel_gate_and_pool_loop(x, gate, y, pooled, index):
-    """y = gate ⊗ x, pooled[n, 0] = mean_c y, pooled[n, 1] = max_c y, index = first argmax over c."""
+def _gated_channel_pool_loop(x, gate, pooled, index):
+    """pooled[n, 0] = mean_c y, pooled[n, 1] = max_c y, index = first argmax over c, for y = gate ⊗ x
+    formed in registers only."""
     N, C, S = x.shape
     count = x.dtype.type(C)
     blocks = _block_count(S)
@@ -37,25 +38,21 @@ def _channel_gate_and_pool_loop(x, gate, y, pooled, index):
         start = (task % blocks) * PIXEL_BLOCK
         stop = min(start + PIXEL_BLOCK, S)
         # Running sum/max/argmax of this pixel block, in task-local rows (they
-        # stay in L1; LLVM vectorises the loop only when they cannot alias x or y;
+        # stay in L1; LLVM vectorises the loop only when they cannot alias x;
         # int32 channel numbers keep the select as wide as the float32 one).
         total = np.zeros(stop - start, x.dtype)
         peak = np.full(stop - start, -np.inf, x.dtype)
         where = np.zeros(stop - start, np.int32)
         # Channel rows in order, four per pass over the running rows (a quarter
         # of their loads and stores, which bounded the one-channel loop: 2×
-        # slower). x is read once and y written once. Strict > in channel
-        # order keeps the first maximal channel.
+        # slower). Strict > in channel order keeps the first maximal channel.
         whole = C - C % 4
         for c in range(0, whole, 4):
             g0, g1, g2, g3 = gate[n, c], gate[n, c + 1], gate[n, c + 2], gate[n, c + 3]
             x0, x1, x2, x3 = (x[n, c, start:stop], x[n, c + 1, start:stop],
                               x[n, c + 2, start:stop], x[n, c + 3, start:stop])
-            y0, y1, y2, y3 = (y[n, c, start:stop], y[n, c + 1, start:stop],
-                              y[n, c + 2, start:stop], y[n, c + 3, start:stop])
             for s in range(stop - start):
                 v0, v1, v2, v3 = x0[s] * g0, x1[s] * g1, x2[s] * g2, x3[s] * g3
-                y0[s], y1[s], y2[s], y3[s] = v0, v1, v2, v3
                 total[s] += (v0 + v1) + (v2 + v3)
                 best, best_channel = peak[s], where[s]
                 if _replaces_max(v0, best):
@@ -68,7 +65,7 @@ def _channel_gate_and_pool_loop(x, gate, y, pooled, index):
                     best, best_channel = v3, c + 3
                 peak[s], where[s] = best, best_channel
         for c in range(whole, C):
-            _gate_and_pool_channel(x[n, c, start:stop], y[n, c, start:stop], gate[n, c], c, total, peak, where)
+            _gated_pool_channel(x[n, c, start:stop], gate[n, c], c, total, peak, where)
         for s in range(stop - start):
             pooled[n, 0, start + s] = total[s] / count
             pooled[n, 1, start + s] = peak[s]
@@ -76,27 +73,73 @@ def _channel_gate_and_pool_loop(x, gate, y, pooled, index):
 
 
 @njit(parallel=True, cache=True)
-def _channel_gate_and_pool_backward_loop(grad_y, mean_share, grad_max, x, gate, index, dx, dgate):
-    """dy = g_y + g_mean/C + g_max·[c = argmax]; dx = dy·gate; dgate[n, c] = Σ_s dy·x.
+def _gated_channel_pool_backward_loop(mean_share, grad_max, x, gate, index, dx, dgate, add):
+    """dy = g_mean/C + g_max·[c = argmax]; dx = dy·gate (added into dx with ``add``); dgate[n, c] = Σ_s dy·x.
 
     ``mean_share`` is the plane g_mean/C (divided once per pixel by the wrapper,
     not once per element here). One (n, c) plane per task: the task owns
-    dx[n, c] and dgate[n, c]. dy is built in dx's plane first (it stays in L1),
-    then reduced against x and scaled.
+    dx[n, c] and dgate[n, c]; dy lives in a task-local row (it stays in L1).
     """
     N, C, S = x.shape
     zero = x.dtype.type(0)
     for plane in prange(N * C):
         n = plane // C
         c = plane % C
-        upstream, share, peak_grad, where, out = grad_y[n, c], mean_share[n], grad_max[n], index[n], dx[n, c]
+        share, peak_grad, where, out = mean_share[n], grad_max[n], index[n], dx[n, c]
+        dy = np.empty(S, x.dtype)
         for s in range(S):
             # a select, not a branch, so that the loop vectorises
-            out[s] = upstream[s] + share[s] + (peak_grad[s] if where[s] == c else zero)
-        dgate[n, c] = _lane_dot(out, x[n, c])
+            dy[s] = share[s] + (peak_grad[s] if where[s] == c else zero)
+        dgate[n, c] = _lane_dot(dy, x[n, c])
         g = gate[n, c]
+        if add:
+            for s in range(S):
+                out[s] += dy[s] * g
+        else:
+            for s in range(S):
+                out[s] = dy[s] * g
+
+
+@njit(parallel=True, cache=True)
+def _channel_spatial_gate_loop(x, channel_gate, spatial_gate, out):
+    """out = (x · Mc[n, c]) · Ms[n, s]: CBAM's F'' = Ms ⊗ (Mc ⊗ F), F' formed in registers only."""
+    N, C, S = x.shape
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        value, ms, out_row, g = x[n, c], spatial_gate[n], out[n, c], channel_gate[n, c]
         for s in range(S):
-            out[s] *= g
+            out_row[s] = (value[s] * g) * ms[s]
+
+
+@njit(parallel=True, cache=True)
+def _channel_spatial_gate_backward_loop(grad, x, channel_gate, spatial_gate, dx, dspatial, dchannel_parts):
+    """dF' = g·Ms; dx = dF'·Mc; dMc[n, c] = Σ_s dF'·x; dMs[n, s] = Σ_c g·(x·Mc).
+
+    Tasks as in :func:`_residual_gate_backward_loop`: one sample and one pixel block, owning
+    dMs[n, block], with dMc's per-block partial sums added afterwards in block order.
+    """
+    N, C, S = x.shape
+    blocks = dchannel_parts.shape[1]
+    for task in prange(N * blocks):
+        n = task // blocks
+        block = task % blocks
+        start = block * PIXEL_BLOCK
+        stop = min(start + PIXEL_BLOCK, S)
+        dgated = np.empty(stop - start, x.dtype)
+        spatial_total = dspatial[n, start:stop]
+        spatial_total[:] = 0
+        ms = spatial_gate[n, start:stop]
+        for c in range(C):
+            upstream, value, dx_row = grad[n, c, start:stop], x[n, c, start:stop], dx[n, c, start:stop]
+            g = channel_gate[n, c]
+            for s in range(stop - start):
+                spatial_total[s] += upstream[s] * (value[s] * g)
+            for s in range(stop - start):
+                dgated[s] = upstream[s] * ms[s]
+            for s in range(stop - start):
+                dx_row[s] = dgated[s] * g
+            dchannel_parts[n, block, c] = _lane_dot(dgated, value)
 
 
 #: |logit| bound under which BAM's gate is computed factored (see _residual_sigmoid_row):
@@ -204,32 +247,62 @@ def _gated_inputs(kernel, x, gate):
     return x3, gate, pooled_shape
 
 
-def channel_gate_and_pool_forward(x, gate):
-    """``y = gate ⊗ x`` and CBAM's channel pool of y: ``(y, pooled (N,2,H,W) = [mean; max], index)``."""
-    x3, gate, (N, _, H, W) = _gated_inputs("channel_gate_and_pool_forward", x, gate)
-    y = np.empty_like(x3)
+def gated_channel_pool_forward(x, gate):
+    """CBAM's channel pool of ``y = gate ⊗ x``, y never stored: ``(pooled (N,2,H,W) = [mean; max], index (N,1,H,W))``."""
+    x3, gate, (N, _, H, W) = _gated_inputs("gated_channel_pool_forward", x, gate)
     pooled = np.empty((N, 2, H * W), x3.dtype)
     index = np.empty((N, H * W), np.int64)
-    _channel_gate_and_pool_loop(x3, gate, y, pooled, index)
-    return y.reshape(np.shape(x)), pooled.reshape(N, 2, H, W), index.reshape(N, 1, H, W)
+    _gated_channel_pool_loop(x3, gate, pooled, index)
+    return pooled.reshape(N, 2, H, W), index.reshape(N, 1, H, W)
 
 
-def channel_gate_and_pool_backward(grad_y, grad_pooled, x, gate, index):
-    """Returns ``(dx, dgate)``."""
-    kernel = "channel_gate_and_pool_backward"
+def gated_channel_pool_backward(grad_pooled, x, gate, index, add_to=None):
+    """Returns ``(dx, dgate)``; ``add_to``: None, or the gradient collected for x so far, to add dx into."""
+    kernel = "gated_channel_pool_backward"
     x3, gate, (N, _, H, W) = _gated_inputs(kernel, x, gate)
-    grad_y = _as_float(kernel, "grad_y", grad_y, 4, x3.dtype)
-    _check_shape(kernel, "grad_y", grad_y, np.shape(x))
     grad_pooled = _as_float(kernel, "grad_pooled", grad_pooled, 4, x3.dtype)
     _check_shape(kernel, "grad_pooled", grad_pooled, (N, 2, H, W))
     index = _as_index(kernel, "index", index, (N, 1, H, W), x3.shape[1])
-    dx = np.empty_like(x3)
+    add_to = check_add_to(kernel, add_to, np.shape(x), x3.dtype)
+    dx = np.empty_like(x3) if add_to is None else add_to.reshape(x3.shape)
     dgate = np.empty(gate.shape, x3.dtype)
     grad_pooled = grad_pooled.reshape(N, 2, H * W)
     mean_share = grad_pooled[:, 0] / x3.dtype.type(x3.shape[1])
-    _channel_gate_and_pool_backward_loop(grad_y.reshape(x3.shape), mean_share, np.ascontiguousarray(grad_pooled[:, 1]),
-                                         x3, gate, index.reshape(N, H * W), dx, dgate)
-    return dx.reshape(np.shape(x)), dgate
+    _gated_channel_pool_backward_loop(mean_share, np.ascontiguousarray(grad_pooled[:, 1]), x3, gate,
+                                      index.reshape(N, H * W), dx, dgate, add_to is not None)
+    return dx.reshape(np.shape(x)) if add_to is None else add_to, dgate
+
+
+def _two_gates(kernel, x, channel_gate, spatial_gate):
+    x3, spatial_shape = _channels(kernel, x)
+    channel_gate = _as_float(kernel, "channel_gate", channel_gate, 2, x3.dtype)
+    _check_shape(kernel, "channel_gate", channel_gate, x3.shape[:2])
+    spatial_gate = _as_float(kernel, "spatial_gate", spatial_gate, 4, x3.dtype)
+    _check_shape(kernel, "spatial_gate", spatial_gate, spatial_shape)
+    return x3, channel_gate, spatial_gate.reshape(x3.shape[0], x3.shape[2])
+
+
+def channel_spatial_gate_forward(x, channel_gate, spatial_gate):
+    """CBAM's ``(x ⊗ Mc) ⊗ Ms`` with Mc (N,C) and Ms (N,1,H,W) broadcast."""
+    x3, channel_gate, spatial_gate = _two_gates("channel_spatial_gate_forward", x, channel_gate, spatial_gate)
+    out = np.empty_like(x3)
+    _channel_spatial_gate_loop(x3, channel_gate, spatial_gate, out)
+    return out.reshape(np.shape(x))
+
+
+def channel_spatial_gate_backward(grad, x, channel_gate, spatial_gate):
+    """Returns ``(dx, dchannel_gate (N,C), dspatial_gate (N,1,H,W))``."""
+    kernel = "channel_spatial_gate_backward"
+    x3, channel_gate, spatial_gate = _two_gates(kernel, x, channel_gate, spatial_gate)
+    grad = _as_float(kernel, "grad", grad, 4, x3.dtype)
+    _check_shape(kernel, "grad", grad, np.shape(x))
+    N, C, S = x3.shape
+    dx, dspatial = np.empty_like(x3), np.empty((N, S), x3.dtype)
+    parts = np.empty((N, _block_count(S), C), x3.dtype)
+    _channel_spatial_gate_backward_loop(grad.reshape(x3.shape), x3, channel_gate, spatial_gate, dx, dspatial, parts)
+    dchannel = np.empty((N, C), x3.dtype)
+    _sum_blocks_loop(parts, dchannel)
+    return dx.reshape(np.shape(x)), dchannel, dspatial.reshape(N, 1, *np.shape(x)[2:])
 
 
 def _residual_inputs(kernel, x, channel_logit, spatial_logit):

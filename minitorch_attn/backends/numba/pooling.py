@@ -5,6 +5,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...exercise import exercise
+from ..add_to import check_add_to
 from .checks import _as_float, _as_index, _as_nchw_shape, _check_not_empty, _check_shape
 from .lanes import PIXEL_BLOCK, _block_count, _lane_dot, _lane_sum, _replaces_max, _sum_and_first_max
 
@@ -97,11 +98,14 @@ def _planes(kernel, x, is_max=False):
     return x.reshape(N * C, H * W), (N, C)
 
 
-def _pooled_grad(kernel, grad, shape):
+def _pooled_grad(kernel, grad, shape, add_to=None):
+    """``(grad, shape, dx)``: dx the (N·C, H·W) rows to write, ``add_to``'s own memory when given."""
     shape = _as_nchw_shape(kernel, shape)
     grad = _as_float(kernel, "grad", grad, 2)
     _check_shape(kernel, "grad", grad, shape[:2])
-    return grad.reshape(-1), shape, np.empty((shape[0] * shape[1], shape[2] * shape[3]), grad.dtype)
+    rows = (shape[0] * shape[1], shape[2] * shape[3])
+    add_to = check_add_to(kernel, add_to, shape, grad.dtype)
+    return grad.reshape(-1), shape, np.empty(rows, grad.dtype) if add_to is None else add_to.reshape(rows)
 
 
 def global_avg_pool_forward(x):
@@ -301,14 +305,21 @@ def _global_avg_max_pool_loop(planes, avg, peak, index):
 
 
 @njit(parallel=True, cache=True)
-def _global_avg_max_pool_backward_loop(grad_avg, grad_max, index, dx):
-    """dx[p, s] = g_avg[p]/S + (g_max[p] if s is the argmax): each plane written once."""
+def _global_avg_max_pool_backward_loop(grad_avg, grad_max, index, dx, add):
+    """dx[p, s] (+)= g_avg[p]/S + (g_max[p] if s is the argmax): each plane written once.
+    With ``add`` the argmax element gets old + (share + g_max), the order of a separate sum."""
     count = dx.dtype.type(dx.shape[1])
     for p in prange(dx.shape[0]):
         share = grad_avg[p] / count
-        for s in range(dx.shape[1]):
-            dx[p, s] = share
-        dx[p, index[p]] += grad_max[p]
+        at_max = share + grad_max[p]
+        if add:
+            at_max += dx[p, index[p]]
+            for s in range(dx.shape[1]):
+                dx[p, s] += share
+        else:
+            for s in range(dx.shape[1]):
+                dx[p, s] = share
+        dx[p, index[p]] = at_max
 
 
 def global_avg_max_pool_forward(x):
@@ -320,11 +331,12 @@ def global_avg_max_pool_forward(x):
     return avg.reshape(nc), peak.reshape(nc), index.reshape(nc)
 
 
-def global_avg_max_pool_backward(grad_avg, grad_max, index, shape):
+def global_avg_max_pool_backward(grad_avg, grad_max, index, shape, add_to=None):
+    """``add_to``: None, or the gradient collected for F so far, to add this one into (and return)."""
     kernel = "global_avg_max_pool_backward"
-    grad_avg, shape, dx = _pooled_grad(kernel, grad_avg, shape)
+    grad_avg, shape, dx = _pooled_grad(kernel, grad_avg, shape, add_to)
     grad_max = _as_float(kernel, "grad_max", grad_max, 2, dx.dtype)
     _check_shape(kernel, "grad_max", grad_max, shape[:2])
     index = _as_index(kernel, "index", index, shape[:2], dx.shape[1])
-    _global_avg_max_pool_backward_loop(grad_avg, grad_max.reshape(-1), index.reshape(-1), dx)
-    return dx.reshape(shape)
+    _global_avg_max_pool_backward_loop(grad_avg, grad_max.reshape(-1), index.reshape(-1), dx, add_to is not None)
+    return dx.reshape(shape) if add_to is None else add_to
