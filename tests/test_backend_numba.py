@@ -574,6 +574,38 @@ def test_conv2d_every_path(dtype, case):
     check("conv2d_backward", values(rng, out.shape, dtype), x, weight, stride, padding, dilation, G, True)
 
 
+@pytest.mark.parametrize("case", [
+    (4, 16, 1, (3, 3), (2, 1), (1, 1), (1, 1)),  # strided: x in row phases
+    (6, 15, 3, (3, 3), (1, 1), (1, 1), (1, 1)),  # grouped "same"
+])
+def test_conv2d_backward_reuses_the_forwards_stacked_planes(case):
+    """The forward leaves x's stacked planes in the workspace and the backward takes them (once): the same
+    bits as a backward that stacks x itself. A workspace filled for another geometry is not used."""
+    C, CO, G, kernel, stride, padding, dilation = case
+    rng = np.random.default_rng(6)
+    x, weight = values(rng, (3, C, 9, 7), np.float32), values(rng, (CO, C // G, *kernel), np.float32)
+    options = (stride, padding, dilation, G)
+    workspace = {}
+    out = nb.conv2d_forward(x, weight, None, *options, workspace=workspace)
+    assert set(workspace) == {"input_planes"}
+    grad = values(rng, out.shape, np.float32)
+    stacked = nb.conv2d_backward(grad, x, weight, *options, False)
+    other = {}
+    nb.conv2d_forward(x[:, :, :8], weight, None, *options, workspace=other)
+    calls = []
+    real = conv_kernels._ConvGeometry.input_planes
+    try:
+        conv_kernels._ConvGeometry.input_planes = lambda self: calls.append(1) or real(self)
+        kept = nb.conv2d_backward(grad, x, weight, *options, False, workspace=workspace)
+        assert not calls and not workspace
+        nb.conv2d_backward(grad, x, weight, *options, False, workspace=other)
+        assert calls == [1]
+    finally:
+        conv_kernels._ConvGeometry.input_planes = real
+    for a, b in zip(kept[:2], stacked[:2]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_conv2d_every_path_reaches_winograd():
     """The 32-channel case above takes the Winograd path in both dtypes (else it would test the direct one)."""
     for dtype in (np.float64, np.float32):

@@ -18,6 +18,9 @@ class Conv2d(Function):
     :math:`H_{out} = \lfloor (H + 2p_h - d_h(k_H - 1) - 1) / s_h \rfloor + 1`. The channels c are those of
     output channel o's group. Backward: dx scatters g through every tap back to the pixel it read;
     dW correlates g with the input; db sums g.
+
+    ``ctx.workspace`` travels from the forward kernel to the backward one: a backend may leave there what
+    its backward would otherwise recompute (the Numba backend: the input's stacked planes).
     """
 
     @staticmethod
@@ -25,12 +28,15 @@ class Conv2d(Function):
         ctx.options = (stride, padding, dilation, groups)
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight)
-        return ctx.kernels.conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+        ctx.workspace = {}
+        return ctx.kernels.conv2d_forward(x, weight, bias, stride, padding, dilation, groups,
+                                          workspace=ctx.workspace)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        dx, dweight, dbias = ctx.kernels.conv2d_backward(grad, x, weight, *ctx.options, ctx.has_bias)
+        dx, dweight, dbias = ctx.kernels.conv2d_backward(grad, x, weight, *ctx.options, ctx.has_bias,
+                                                         workspace=ctx.workspace)
         return (dx, dweight, dbias) if ctx.has_bias else (dx, dweight)
 
 

@@ -95,7 +95,8 @@ def _conv_geometry(stride, padding, dilation):
     return tuple(np.asarray(v, np.int64) for v in (stride, padding, dilation))
 
 
-def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
+def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, workspace=None):
+    """``workspace`` (see numpy_backend.conv2d_forward): nothing is kept on this backend."""
     N, C, H, W = x.shape
     CO, CG, KH, KW = weight.shape
     OH = conv_output_size(H, KH, stride[0], padding[0], dilation[0])
@@ -107,7 +108,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     return out.copy_to_host()
 
 
-def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias):
+def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias, workspace=None):
     N, C, H, W = x.shape
     d_grad, d_x, d_weight, *geometry = device.upload(grad, x, weight, *_conv_geometry(stride, padding, dilation))
     dx, dweight = device.empty(x.shape, x.dtype), device.empty(weight.shape, weight.dtype)
