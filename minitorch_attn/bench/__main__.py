@@ -52,12 +52,12 @@ def parser():
                         f"'none' for none)")
     p.add_argument("--step-threads", type=lambda t: tuple(int(n) for n in _names(t)),
                    help="thread counts of the training steps (default: 1 and --threads)")
-    p.add_argument("--step-rounds", type=int, default=3,
+    p.add_argument("--step-rounds", type=int, default=5,
                    help="timing rounds of the training steps per thread count, PyTorch and ours in turn; a step's "
                         "ratio is the median of the rounds' (default %(default)s)")
     p.add_argument("--block-rounds", type=int,
                    help="timing rounds of the CBAM and BAM blocks per shape, PyTorch and ours in turn (the first "
-                        "round times the ops as well); a block's ratio is the median of the rounds' (default 3, "
+                        "round times the ops as well); a block's ratio is the median of the rounds' (default 5, "
                         "1 with --quick)")
     p.add_argument("--profile", action="store_true",
                    help="print where one training step of each --steps case (default resnet10-cbam) spends its "
@@ -124,7 +124,7 @@ def settings_from(args):
         raise SystemExit(f"--step-threads must be >= 1, got {step_threads}")
     if args.step_rounds < 1:
         raise SystemExit(f"--step-rounds must be >= 1, got {args.step_rounds}")
-    block_rounds = args.block_rounds if args.block_rounds is not None else (1 if quick else 3)
+    block_rounds = args.block_rounds if args.block_rounds is not None else (1 if quick else 5)
     if block_rounds < 1:
         raise SystemExit(f"--block-rounds must be >= 1, got {block_rounds}")
     return runner.Settings(
