@@ -183,7 +183,7 @@ def run_backward(root, grad):
                 )
             slot = _collected(tensor, pending, leaf_grads, create=add)
             if slot[0] is None or g is into:  # the first contribution, or already added in place
-                slot[:] = [g, is_owned or g is into]
+                slot[:] = [g, is_owned]
             else:
                 slot[:] = [add(slot[0], g), True]
     for tensor, (total, owned), add in leaf_grads.values():

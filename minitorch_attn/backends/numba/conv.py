@@ -306,7 +306,8 @@ def _pointwise_forward(x, flat_weight, start, groups):
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, workspace=None):
     """``workspace``: None, or the op's dict for conv2d_backward, which gets the stacked planes of x (they
-    are what the weight gradient reads; stacking x again in the backward cost 5% of a ResNet training step)."""
+    are what the weight gradient reads; stacking x again in the backward took 7.8 ms of a 1-thread resnet10
+    training step of about 140 ms)."""
     conv = _ConvGeometry("conv2d_forward", x, weight, stride, padding, dilation, groups)
     N, CO = conv.x.shape[0], conv.weight.shape[0]
     bias_array, _ = _bias_argument("conv2d_forward", bias, CO, conv.x.dtype)  # zeros when there is none
