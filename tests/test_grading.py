@@ -7,6 +7,7 @@ exiting, hanging or leaking one fails alone, and student code cannot change the
 score; (c) every planted mistake (tests/grading_mutants.py) is caught.
 """
 import fnmatch
+import inspect
 import json
 import os
 import pathlib
@@ -63,6 +64,13 @@ def test_every_exercise_has_graded_tests_a_trusted_stand_in_and_two_mutants(regi
     assert set(TRUSTED) == ids, f"trusted stand-ins missing for {sorted(ids - set(TRUSTED))}"
     planted = {i: sum(m.exercise == i for m in MUTANTS) for i in ids}
     assert all(n >= 2 for n in planted.values()), f"fewer than 2 planted mistakes: {planted}"
+
+
+def test_trusted_stand_ins_take_the_exercises_arguments(registry):
+    """A stand-in replaces the exercise in every call the library makes, keywords included."""
+    differ = {i: (str(inspect.signature(TRUSTED[i])), str(inspect.signature(entry.function)))
+              for i, entry in registry.items() if inspect.signature(TRUSTED[i]) != inspect.signature(entry.function)}
+    assert not differ, differ
 
 
 # --------------------------------------------------------------------------

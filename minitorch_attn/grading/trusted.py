@@ -66,7 +66,7 @@ def linear_backward(grad, x, weight, has_bias):
     return tuple(_vector_jacobian(F.linear, [x, weight, bias], grad))
 
 
-def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias):
+def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias, workspace=None):
     def conv(x, weight, bias=None):
         return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
