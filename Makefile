@@ -43,7 +43,7 @@ lab: $(VENV)/.installed-lab
 # The whole course executed top to bottom and rendered to html/NN_*.html, to read in a browser,
 # offline too: MathJax is copied from the mathjax package next to the pages.
 html: $(VENV)/.installed-lab
-	$(PY) -m minitorch_attn.html --output-dir html notebooks/*.ipynb
+	$(PY) -m minitorch_attn.render --output-dir html notebooks/*.ipynb
 
 # The graded tests are `make grade`'s: it scores them one exercise at a time.
 TEST_PATHS := tests notebooks --ignore=tests/graded

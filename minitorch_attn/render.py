@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import re
 import shutil
 import sys
 
@@ -36,6 +37,21 @@ def copy_mathjax(output_dir: pathlib.Path) -> pathlib.Path:
     return target
 
 
+#: A formula in a Markdown cell: $$...$$ or $...$ (inline, on one line); code spans are matched to be skipped.
+_MATH = re.compile(r"(`[^`]*`)|(\$\$.+?\$\$|\$[^$\n]+\$)", re.S)
+
+
+def primes_as_superscripts(markdown: str) -> str:
+    """``F'`` and ``F''`` inside formulas written as ``F^{\\prime}`` and ``F^{\\prime\\prime}``: the same
+    symbols, but the bundled MathJax 2.7 answers the apostrophe form with "Math Processing Error" (seen in
+    a headless chromium on every lesson that writes CBAM's F'), and ``^\\prime`` typesets."""
+    def formula(match):
+        if match.group(1):
+            return match.group(1)
+        return re.sub(r"'+", lambda primes: "^{" + r"\prime" * len(primes.group()) + "}", match.group(2))
+    return _MATH.sub(formula, markdown)
+
+
 def render(notebook: pathlib.Path, output_dir: pathlib.Path, *, execute=True, timeout=1200) -> pathlib.Path:
     """Execute ``notebook`` (in its own folder, on the kernel it names) and write ``output_dir``/NAME.html."""
     import nbformat
@@ -47,6 +63,12 @@ def render(notebook: pathlib.Path, output_dir: pathlib.Path, *, execute=True, ti
     content = nbformat.read(notebook, as_version=4)
     if execute:
         ExecutePreprocessor(timeout=timeout).preprocess(content, {"metadata": {"path": str(notebook.parent)}})
+    for cell in content.cells:  # the Markdown cells, and the Markdown that cells display (docstrings)
+        if cell.cell_type == "markdown":
+            cell.source = primes_as_superscripts(cell.source)
+        for output in cell.get("outputs", []):
+            if "text/markdown" in output.get("data", {}):
+                output.data["text/markdown"] = primes_as_superscripts(output.data["text/markdown"])
     exporter = HTMLExporter(mathjax_url=MATHJAX_URL)
     body, _ = exporter.from_notebook_node(content)
     page = output_dir / f"{notebook.stem}.html"

@@ -13,12 +13,12 @@ CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser",
                  if shutil.which(name)), None)
 
 
-def _render(tmp_path, execute):
+def _render(tmp_path, execute, notebook=LESSON):
     pytest.importorskip("nbconvert", reason="make html needs the lab extra (make lab installs it)")
     pytest.importorskip("jupyter_server_mathjax", reason="make html needs the lab extra (make lab installs it)")
     from minitorch_attn import render
 
-    return render.render(LESSON, tmp_path, execute=execute)
+    return render.render(notebook, tmp_path, execute=execute)
 
 
 def test_pages_load_mathjax_from_the_folder_next_to_them(tmp_path):
@@ -30,11 +30,21 @@ def test_pages_load_mathjax_from_the_folder_next_to_them(tmp_path):
     assert (tmp_path / "mathjax" / "config" / "TeX-AMS-MML_HTMLorMML-full.js").is_file()
 
 
+def test_primes_in_formulas_become_superscripts():
+    from minitorch_attn.render import primes_as_superscripts
+
+    text = "$F' = M_c \\otimes F$, $$F'' = M_s(F') \\otimes F'$$ and `x = 'a'` and Woo et al.'s paper"
+    assert primes_as_superscripts(text) == (
+        "$F^{\\prime} = M_c \\otimes F$, $$F^{\\prime\\prime} = M_s(F^{\\prime}) \\otimes F^{\\prime}$$ "
+        "and `x = 'a'` and Woo et al.'s paper")
+
+
 @pytest.mark.slow
-def test_rendered_lesson_typesets_math_and_shows_figures_offline(tmp_path):
+@pytest.mark.parametrize("lesson", [LESSON.name, "04_cbam_block.ipynb"])  # 04 writes F' and F'' throughout
+def test_rendered_lesson_typesets_math_and_shows_figures_offline(tmp_path, lesson):
     if CHROMIUM is None:
         pytest.skip("needs a headless chromium (Debian: apt-get install chromium)")
-    page = _render(tmp_path, execute=True)
+    page = _render(tmp_path, execute=True, notebook=ROOT / "notebooks" / lesson)
     # No host resolves: whatever the page shows comes from files next to it.
     done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
                            "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=30000", "--dump-dom",
@@ -49,3 +59,11 @@ def test_rendered_lesson_typesets_math_and_shows_figures_offline(tmp_path):
     figures = re.findall(r'<img[^>]+src="data:image/png;base64,([^"]+)"', dom)
     assert len(figures) >= 2
     assert all(base64.b64decode(f)[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
+
+
+def test_make_html_runs_the_renderer():
+    """The html target names the module this file tests (it once named one that did not exist)."""
+    recipe = re.search(r"^html:.*\n\t(.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
+    assert re.search(r"-m minitorch_attn\.render\b", recipe), recipe
+    dry = subprocess.run(["make", "-n", "-s", "html"], cwd=ROOT, capture_output=True, text=True)
+    assert "-m minitorch_attn.render " in dry.stdout, dry.stdout + dry.stderr
