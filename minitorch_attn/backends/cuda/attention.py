@@ -105,8 +105,8 @@ def _channel_spatial_gate_channel_grad_kernel(grad, x, channel_gate, spatial_gat
 
 
 @cuda.jit
-def _channel_spatial_gate_spatial_grad_kernel(grad, x, channel_gate, dspatial):
-    """dMs[n,p] = sum_c g (x Mc): block (n, p) tree-sums over the channels."""
+def _channel_spatial_gate_spatial_grad_kernel(grad, x, channel_gate, spatial_gate, dspatial):
+    """dMs[n,p] = sum_c g (x Mc): block (n, p) tree-sums over the channels (Ms itself is not read)."""
     scratch = cuda.shared.array(MAX_THREADS_PER_BLOCK, np.float64)
     N, C, P = x.shape
     n, p = cuda.blockIdx.x // P, cuda.blockIdx.x % P
@@ -118,25 +118,34 @@ def _channel_spatial_gate_spatial_grad_kernel(grad, x, channel_gate, dspatial):
         dspatial[n, p] = total
 
 
-def channel_spatial_gate_forward(x, channel_gate, spatial_gate):
+def _gated_forward(kernel, x, per_channel, per_pixel):
+    """An element-wise ``kernel(x, per_channel (N,C), per_pixel (N,H·W), out)`` over F: CBAM's and BAM's outputs."""
     N, C, H, W = x.shape
-    devices = device.upload(_pixels(x), channel_gate, spatial_gate.reshape(N, H * W))
+    devices = device.upload(_pixels(x), per_channel, per_pixel.reshape(N, H * W))
     out = device.empty((N, C, H * W), x.dtype)
-    device.launch(_channel_spatial_gate_kernel, items=x.size)(*devices, out)
+    device.launch(kernel, items=x.size)(*devices, out)
     return out.copy_to_host().reshape(x.shape)
 
 
-def channel_spatial_gate_backward(grad, x, channel_gate, spatial_gate):
+def _gated_backward(channel_kernel, spatial_kernel, grad, x, per_channel, per_pixel):
+    """``(dx, d per_channel (N,C), d per_pixel (N,1,H,W))``: ``channel_kernel`` writes dx and the (N,C)
+    gradient, one block per (n, c); ``spatial_kernel`` the per-pixel one, one block per (n, p)."""
     N, C, H, W = x.shape
-    d_grad, d_x, d_channel, d_spatial = device.upload(_pixels(grad), _pixels(x), channel_gate,
-                                                       spatial_gate.reshape(N, H * W))
+    devices = device.upload(_pixels(grad), _pixels(x), per_channel, per_pixel.reshape(N, H * W))
     dx, dchannel, dspatial = (device.empty((N, C, H * W), x.dtype), device.empty((N, C), x.dtype),
                               device.empty((N, H * W), x.dtype))
-    device.launch(_channel_spatial_gate_channel_grad_kernel, blocks=N * C, reduce_over=H * W)(
-        d_grad, d_x, d_channel, d_spatial, dx, dchannel)
-    device.launch(_channel_spatial_gate_spatial_grad_kernel, blocks=N * H * W, reduce_over=C)(
-        d_grad, d_x, d_channel, dspatial)
+    device.launch(channel_kernel, blocks=N * C, reduce_over=H * W)(*devices, dx, dchannel)
+    device.launch(spatial_kernel, blocks=N * H * W, reduce_over=C)(*devices, dspatial)
     return dx.copy_to_host().reshape(x.shape), dchannel.copy_to_host(), dspatial.copy_to_host().reshape(N, 1, H, W)
+
+
+def channel_spatial_gate_forward(x, channel_gate, spatial_gate):
+    return _gated_forward(_channel_spatial_gate_kernel, x, channel_gate, spatial_gate)
+
+
+def channel_spatial_gate_backward(grad, x, channel_gate, spatial_gate):
+    return _gated_backward(_channel_spatial_gate_channel_grad_kernel, _channel_spatial_gate_spatial_grad_kernel,
+                           grad, x, channel_gate, spatial_gate)
 
 
 @cuda.jit(device=True)
@@ -187,18 +196,9 @@ def _residual_gate_spatial_grad_kernel(grad, x, channel_logit, spatial_logit, ds
 
 
 def residual_gate_forward(x, channel_logit, spatial_logit):
-    N, C, H, W = x.shape
-    devices = device.upload(_pixels(x), channel_logit, spatial_logit.reshape(N, H * W))
-    out = device.empty((N, C, H * W), x.dtype)
-    device.launch(_residual_gate_kernel, items=x.size)(*devices, out)
-    return out.copy_to_host().reshape(x.shape)
+    return _gated_forward(_residual_gate_kernel, x, channel_logit, spatial_logit)
 
 
 def residual_gate_backward(grad, x, channel_logit, spatial_logit):
-    N, C, H, W = x.shape
-    devices = device.upload(_pixels(grad), _pixels(x), channel_logit, spatial_logit.reshape(N, H * W))
-    dx, dchannel, dspatial = (device.empty((N, C, H * W), x.dtype), device.empty((N, C), x.dtype),
-                              device.empty((N, H * W), x.dtype))
-    device.launch(_residual_gate_channel_grad_kernel, blocks=N * C, reduce_over=H * W)(*devices, dx, dchannel)
-    device.launch(_residual_gate_spatial_grad_kernel, blocks=N * H * W, reduce_over=C)(*devices, dspatial)
-    return dx.copy_to_host().reshape(x.shape), dchannel.copy_to_host(), dspatial.copy_to_host().reshape(N, 1, H, W)
+    return _gated_backward(_residual_gate_channel_grad_kernel, _residual_gate_spatial_grad_kernel,
+                           grad, x, channel_logit, spatial_logit)
