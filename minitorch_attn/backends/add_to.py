@@ -19,9 +19,10 @@ def check_add_to(kernel, add_to, shape, dtype):
     return add_to
 
 
-def added(kernel, add_to, grad):
-    """``grad`` added into ``add_to`` in place and ``add_to`` returned; ``grad`` itself when ``add_to`` is None."""
-    if check_add_to(kernel, add_to, grad.shape, grad.dtype) is None:
+def added(add_to, grad):
+    """``grad`` added into ``add_to`` (checked by :func:`check_add_to` before the kernel's work) in place and
+    ``add_to`` returned; ``grad`` itself when ``add_to`` is None."""
+    if add_to is None:
         return grad
     np.add(add_to, grad, out=add_to)
     return add_to

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..exercise import exercise
-from .add_to import added
+from .add_to import added, check_add_to
 
 
 # --------------------------------------------------------------------------
@@ -293,8 +293,9 @@ def global_avg_max_pool_forward(x):
 
 def global_avg_max_pool_backward(grad_avg, grad_max, index, shape, add_to=None):
     """``add_to``: None, or the gradient collected for F so far, to add this one into (and return)."""
+    check_add_to("global_avg_max_pool_backward", add_to, shape, grad_avg.dtype)
     dx = global_avg_pool_backward(grad_avg, shape) + global_max_pool_backward(grad_max, index, shape)
-    return added("global_avg_max_pool_backward", add_to, dx)
+    return added(add_to, dx)
 
 
 def gated_channel_pool_forward(x, gate):
@@ -306,9 +307,10 @@ def gated_channel_pool_forward(x, gate):
 
 def gated_channel_pool_backward(grad_pooled, x, gate, index, add_to=None):
     """Returns ``(dx, dgate)``; ``add_to``: None, or the gradient collected for x so far, to add dx into."""
+    check_add_to("gated_channel_pool_backward", add_to, x.shape, x.dtype)
     dy = (channel_mean_backward(grad_pooled[:, :1], x.shape)
           + channel_max_backward(grad_pooled[:, 1:], index, x.shape))
-    return added("gated_channel_pool_backward", add_to, dy * gate[:, :, None, None]), (dy * x).sum(axis=(2, 3))
+    return added(add_to, dy * gate[:, :, None, None]), (dy * x).sum(axis=(2, 3))
 
 
 def channel_spatial_gate_forward(x, channel_gate, spatial_gate):

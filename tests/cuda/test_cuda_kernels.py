@@ -75,6 +75,8 @@ def test_adding_into_a_collected_gradient_equals_a_separate_sum(cuda_kernels, na
     result = getattr(cuda_kernels, name)(*args, add_to=collected)
     assert (result[0] if isinstance(result, tuple) else result) is collected
     np.testing.assert_array_equal(collected, before + plain)
+    with pytest.raises(ValueError, match=f"{name}: add_to must be the float32 gradient of shape"):
+        getattr(cuda_kernels, name)(*args, add_to=np.zeros(plain.shape[:-1], np.float32))
 
 
 @pytest.mark.parametrize("threads", [1, 2, 32])

@@ -76,7 +76,7 @@ def gated_channel_pool_backward(grad_pooled, x, gate, index, add_to=None):
     dx, dgate = device.empty((N, C, H * W), x.dtype), device.empty((N, C), x.dtype)
     device.launch(_gated_channel_pool_backward_kernel, blocks=N * C, reduce_over=H * W)(*devices, dx, dgate)
     # dx comes back to the host anyway, so the sum is NumPy's (the same IEEE additions).
-    return added("gated_channel_pool_backward", add_to, dx.copy_to_host().reshape(x.shape)), dgate.copy_to_host()
+    return added(add_to, dx.copy_to_host().reshape(x.shape)), dgate.copy_to_host()
 
 
 @cuda.jit

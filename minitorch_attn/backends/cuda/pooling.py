@@ -7,7 +7,7 @@ import numpy as np
 from numba import cuda
 
 from ...exercise import exercise
-from ..add_to import added
+from ..add_to import added, check_add_to
 from . import device
 from .device import MAX_THREADS_PER_BLOCK, _check_not_empty
 from .blocks import _beats, _block_first_max, _block_sum
@@ -284,4 +284,5 @@ def global_avg_max_pool_forward(x):
 
 def global_avg_max_pool_backward(grad_avg, grad_max, index, shape, add_to=None):
     # The gradient comes back to the host anyway, so the sum is NumPy's (the same IEEE additions).
-    return added("global_avg_max_pool_backward", add_to, _global_pool_backward(grad_avg, grad_max, index, shape))
+    check_add_to("global_avg_max_pool_backward", add_to, shape, grad_avg.dtype)
+    return added(add_to, _global_pool_backward(grad_avg, grad_max, index, shape))
