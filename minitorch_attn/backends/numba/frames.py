@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-#: The loops compute positions in multiples of this: four vectors (of 16 float32 or 8 float64 lanes
+#: The loops compute positions in multiples of this: two tiles or four vectors (of 16 float32 or 8 float64 lanes
 #: with AVX-512, half as many without) divide it.
 POSITION_QUANTUM = 64
 
