@@ -63,19 +63,26 @@ def _one_output_row(wide, co, q, flat_weight, offsets, planes, start):
     _store_two(wide[co], q + 2 * width, width, a2, a3)
 
 
+#: Positions every output channel of a group sweeps before the next positions (a multiple of
+#: POSITION_QUANTUM): the input rows their taps read then come from L1, not L2, for all but the first
+#: block of four channels. Sweeping each block over a task's whole run took 5–15% longer (Zen 3).
+KERNEL_RUN = 128
+
+
 @njit(cache=True)
 def _group_outputs(wide, g, per_group, lo, hi, flat_weight, offsets, planes, start):
     """wide[co, q] = start[co] + Σ_t flat_weight[co, t] · planes[offsets[t] + q] for the outputs co of group
     g and lo <= q < hi (a multiple of POSITION_QUANTUM apart): four rows at a time, then the lone ones."""
     fours_end = (g + 1) * per_group - per_group % 4
-    step = 2 * tile_width(wide)
-    for co in range(g * per_group, fours_end, 4):
-        for q in range(lo, hi, step):
-            _four_output_rows(wide, co, q, flat_weight, offsets, planes, start)
-    step = 4 * vector_width(wide)
-    for co in range(fours_end, (g + 1) * per_group):
-        for q in range(lo, hi, step):
-            _one_output_row(wide, co, q, flat_weight, offsets, planes, start)
+    four_step, one_step = 2 * tile_width(wide), 4 * vector_width(wide)
+    for run in range(lo, hi, KERNEL_RUN):
+        end = min(hi, run + KERNEL_RUN)
+        for co in range(g * per_group, fours_end, 4):
+            for q in range(run, end, four_step):
+                _four_output_rows(wide, co, q, flat_weight, offsets, planes, start)
+        for co in range(fours_end, (g + 1) * per_group):
+            for q in range(run, end, one_step):
+                _one_output_row(wide, co, q, flat_weight, offsets, planes, start)
 
 
 @njit(cache=True)
