@@ -606,6 +606,46 @@ def test_conv2d_backward_reuses_the_forwards_stacked_planes(case):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("case", [
+    (3, 16, (3, 3), (1, 1), (1, 1)),  # direct "same"
+    (4, 8, (3, 3), (2, 2), (1, 1)),  # strided: phases
+    (32, 32, (3, 3), (1, 1), (1, 1)),  # Winograd
+    (6, 10, (1, 1), (2, 2), (0, 0)),  # pointwise, strided
+])
+def test_conv2d_backward_skips_dx_when_the_op_says_x_needs_none(case):
+    """The op writes ``"input_grad": False`` into the workspace for an x without gradient (a network's
+    images): the backward then returns None for dx and the same bits for dW and db."""
+    C, CO, kernel, stride, padding = case
+    rng = np.random.default_rng(8)
+    x, weight = values(rng, (3, C, 9, 8), np.float32), values(rng, (CO, C, *kernel), np.float32)
+    options = (stride, padding, (1, 1), 1)
+    workspace = {}
+    out = nb.conv2d_forward(x, weight, None, *options, workspace=workspace)
+    grad = values(rng, out.shape, np.float32)
+    full = nb.conv2d_backward(grad, x, weight, *options, True)
+    workspace["input_grad"] = False
+    dx, dweight, dbias = nb.conv2d_backward(grad, x, weight, *options, True, workspace=workspace)
+    assert dx is None
+    np.testing.assert_array_equal(dweight, full[1])
+    np.testing.assert_array_equal(dbias, full[2])
+
+
+def test_conv2d_op_leaves_images_without_gradient_and_weights_right():
+    """Through autograd: a conv on images that need no gradient still gives PyTorch's weight gradient."""
+    torch = pytest.importorskip("torch")
+    from minitorch_attn import backend, ops
+    from minitorch_attn.tensor import Tensor
+    rng = np.random.default_rng(9)
+    x, weight = values(rng, (2, 3, 8, 8), np.float64), values(rng, (4, 3, 3, 3), np.float64)
+    with backend("numba"):
+        images, w = Tensor(x), Tensor(weight, requires_grad=True)
+        ops.conv2d(images, w, padding=1).sum().backward()
+    expected = torch.tensor(weight, requires_grad=True)
+    torch.nn.functional.conv2d(torch.tensor(x), expected, padding=1).sum().backward()
+    assert images.grad is None
+    np.testing.assert_allclose(w.grad, expected.grad.numpy(), rtol=1e-10)
+
+
 def test_conv2d_every_path_reaches_winograd():
     """The 32-channel case above takes the Winograd path in both dtypes (else it would test the direct one)."""
     for dtype in (np.float64, np.float32):

@@ -20,7 +20,9 @@ class Conv2d(Function):
     dW correlates g with the input; db sums g.
 
     ``ctx.workspace`` travels from the forward kernel to the backward one: a backend may leave there what
-    its backward would otherwise recompute (the Numba backend: the input's stacked planes).
+    its backward would otherwise recompute (the Numba backend: the input's stacked planes). The op adds
+    ``"input_grad": False`` when x needs no gradient (a network's images), and a backend may then return
+    None for dx (the Numba one does: it skips a whole conv).
     """
 
     @staticmethod
@@ -35,6 +37,7 @@ class Conv2d(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
+        ctx.workspace["input_grad"] = ctx.needs_input_grad[0]
         dx, dweight, dbias = ctx.kernels.conv2d_backward(grad, x, weight, *ctx.options, ctx.has_bias,
                                                          workspace=ctx.workspace)
         return (dx, dweight, dbias) if ctx.has_bias else (dx, dweight)

@@ -281,13 +281,18 @@ class _ConvGeometry:
         # W'[g, ci, m, kh, kw] = W[g·M + m, ci, kh, kw]: input and output channels swapped within each group
         swapped = self.weight.reshape(G, M, CG, *self.weight.shape[2:]).transpose(0, 2, 1, 3, 4)
         for a in h.phases:
+            wides = []
             for b in w.phases:
                 rows, columns = h.taps_of(a), w.taps_of(b)
                 flat = np.ascontiguousarray(swapped[:, :, :, rows, columns]).reshape(C, -1)
                 reads = frame.offset(-np.array(h.shift[rows])[:, None], -np.array(w.shift[columns]))
                 offsets = (np.arange(M)[:, None, None] * frame.plane + reads).reshape(-1).astype(np.int64)
-                wide = _frame_conv(frame, planes, flat, np.zeros(C, dx.dtype), offsets, G)
-                _unstack_loop(wide, h.stride, w.stride, a, b, dx)
+                wides.append(_frame_conv(frame, planes, flat, np.zeros(C, dx.dtype), offsets, G))
+            if w.stride == 2 and w.phases == [0, 1]:  # both column phases in one pass (see _stack_loop)
+                _unstack_loop(wides[0], h.stride, 2, a, 0, dx, wides[1])
+            else:
+                for b, wide in zip(w.phases, wides):
+                    _unstack_loop(wide, h.stride, w.stride, a, b, dx)
         return dx
 
 
@@ -325,8 +330,10 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, workspace
 
 
 def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias, workspace=None):
-    """``workspace``: None, or the dict conv2d_forward filled for this x and weight (its planes are used once)."""
+    """``workspace``: None, or the dict conv2d_forward filled for this x and weight (its planes are used once);
+    where it holds ``"input_grad": False``, dx is not computed and None is returned in its place."""
     conv = _ConvGeometry("conv2d_backward", x, weight, stride, padding, dilation, groups)
+    wants_dx = workspace is None or workspace.get("input_grad", True)
     N = conv.x.shape[0]
     CO = conv.weight.shape[0]
     grad = _as_float("conv2d_backward", "grad", grad, 4, conv.x.dtype)
@@ -338,23 +345,24 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
     if conv.pointwise:
         kept = conv.kept_pixels()
         M, CG = CO // conv.groups, conv.weight.shape[1]
-        flat = conv.weight.reshape(conv.groups, M, CG).transpose(0, 2, 1).reshape(-1, M)  # Wᵀ of each group
-        dx_kept = _pointwise_forward(grad, flat, np.zeros(flat.shape[0], grad.dtype), conv.groups)
         partial = np.empty((N * -(-conv.OH * conv.OW // WEIGHT_GRAD_BLOCK), CO, CG), grad.dtype)
         _pointwise_weight_grad_loop(grad.reshape(N, CO, -1), kept.reshape(N, kept.shape[1], -1), conv.groups,
                                     partial)
-        dx = dx_kept
-        if kept is not conv.x:  # the pixels a strided 1×1 conv skips get 0
-            dx = np.empty_like(conv.x)
+        dx = None
+        if wants_dx:
+            flat = conv.weight.reshape(conv.groups, M, CG).transpose(0, 2, 1).reshape(-1, M)  # Wᵀ of each group
+            dx = _pointwise_forward(grad, flat, np.zeros(flat.shape[0], grad.dtype), conv.groups)
+        if dx is not None and kept is not conv.x:  # the pixels a strided 1×1 conv skips get 0
+            dx_kept, dx = dx, np.empty_like(conv.x)
             _upsample_loop(dx_kept, conv.axis_h.stride, conv.axis_w.stride, dx)
         return dx, partial.sum(axis=0).reshape(conv.weight.shape), dbias
     adjoint = conv.adjoint_frame()
-    grad_planes = adjoint.stack(grad)
+    grad_planes = adjoint.stack(grad) if wants_dx else None
     # dW correlates the gradient, at the forward's output positions (zero at the junk ones), with x's
     # planes. When the two frames are one (a "same" stride-1 conv), the adjoint's stacked gradient is
     # that already, read from where its data start.
     start = int(conv.frame.offset(0, 0))
-    if adjoint.layout == conv.frame.layout and start + conv.frame.length <= adjoint.plane:
+    if wants_dx and adjoint.layout == conv.frame.layout and start + conv.frame.length <= adjoint.plane:
         grad_wide = grad_planes
     else:
         grad_wide, start = conv.frame.stack(grad, where=(0, 0)), 0
@@ -365,7 +373,9 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
         planes, offsets = conv.input_planes()
     partial = np.empty((-(-conv.frame.length // WEIGHT_GRAD_BLOCK), CO, offsets.shape[0]), grad.dtype)
     _conv2d_wide_weight_grad_loop(grad_wide, start, planes, offsets, conv.groups, conv.frame.length, partial)
-    if conv.winograd:
+    if not wants_dx:
+        dx = None
+    elif conv.winograd:
         dx = winograd_conv3x3(grad, conv.weight, np.zeros(conv.x.shape[1], grad.dtype), adjoint=True)
     else:
         dx = conv.input_grad(grad_planes, adjoint)
