@@ -34,8 +34,9 @@ Rules every loop in this package follows, and why:
   fixed order, and 2W independent chains. (Eight scalar running sums stay
   scalar in LLVM's hands: CBAM's descriptor sum-and-max ran so at one element
   per cycle, 3× slower than reading the plane.) The conv, where the arithmetic
-  is, keeps 16 vectors of sums in registers across all the taps, at 95–113
-  GFLOPS. The order depends on the vector width W, so a machine without
+  is, keeps 8 tiles of sums in registers across all the taps (half the vector
+  registers: 16 with AVX-512, 8 with AVX2), at 95–113 GFLOPS on a Zen 4 core
+  and 70–83 on a Zen 3 one. The order depends on the vector width W, so a machine without
   AVX-512 rounds differently: results agree across machines to rounding,
   across thread counts bit for bit.
 * **First maximum, NaN first of all.** Every max keeps the first of equal

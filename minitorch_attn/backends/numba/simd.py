@@ -7,7 +7,9 @@ sums went back to memory on every tap (the assembly showed it), and the conv ran
 at 45–80 GFLOPS on a Zen 4 core whose peak is about 110. Here a vector of
 :data:`VECTOR_BYTES` is a Numba type of its own, one LLVM ``<W x float>`` value,
 so a kernel can name sixteen of them, and LLVM keeps them in registers
-(:mod:`.conv`'s micro-kernels run at 95–113 GFLOPS).
+(:mod:`.conv`'s micro-kernels run at 95–113 GFLOPS there). Only as many as
+the machine has, though: the same sixteen on a Zen 3 core, whose AVX2 has 16
+registers, not 32, spilled and ran at half speed, hence the tiles below.
 
 Nine operations, each an ``@intrinsic`` that emits a few lines of LLVM IR:
 
