@@ -64,8 +64,8 @@ def _one_output_row(wide, co, q, flat_weight, offsets, planes, start):
 
 
 #: Positions every output channel of a group sweeps before the next positions (a multiple of
-#: POSITION_QUANTUM): the input rows their taps read then come from L1, not L2, for all but the first
-#: block of four channels. Sweeping each block over a task's whole run took 5–15% longer (Zen 3).
+#: POSITION_QUANTUM), so that the input rows the first block of four channels brought into cache are
+#: still there for the others. Sweeping each block over a task's whole run took 5–15% longer (Zen 3).
 KERNEL_RUN = 128
 
 
