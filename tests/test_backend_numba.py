@@ -202,6 +202,47 @@ def test_vector_loads_refuse_a_strided_row():
         lanes_module._lane_sum(np.arange(64.0)[::2])
 
 
+def test_tiles_fill_half_the_vector_registers():
+    """A tile is two AVX-512 vectors or one AVX2 vector: the micro-kernels' 8 tiles of sums then take 16 of
+    AVX-512's 32 registers or 8 of AVX2's 16 (16 AVX2 vectors of sums spilled and ran at half speed)."""
+    assert simd.TILE_BYTES == (128 if simd.VECTOR_BYTES == 64 else simd.VECTOR_BYTES)
+
+    @numba.njit
+    def tile_sum_and_width(row):
+        return simd.vector_sum(simd.tile_load(row, 1)), simd.tile_width(row)
+
+    for dtype in (np.float32, np.float64):
+        width = simd.lanes(dtype, simd.TILE_BYTES)
+        row = np.arange(width + 1, dtype=dtype)
+        assert tile_sum_and_width(row) == (row[1:].sum(), width)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_micro_kernels_same_bits_however_the_positions_are_split(dtype):
+    """The forward kernel over 7 output rows (a block of four, three lone ones) and the weight-gradient kernel
+    over 5 taps (a quad, a lone tap) against float64 sums; and the same bits whether the positions come in one
+    run or in two (tasks and KERNEL_RUN split them differently for different thread counts)."""
+    from minitorch_attn.backends.numba.microkernels import KERNEL_RUN, _group_outputs, _group_weight_grads
+    rng = np.random.default_rng(11)
+    rows, taps, length = 7, 5, 3 * KERNEL_RUN + 64
+    offsets = rng.integers(0, 90, taps).astype(np.int64)
+    planes = values(rng, (offsets.max() + length + 64,), dtype)
+    flat_weight, start = values(rng, (rows, taps), dtype), values(rng, (rows,), dtype)
+    reads = np.stack([planes[o:o + length] for o in offsets]).astype(np.float64)
+    whole, split = np.empty((rows, length), dtype), np.empty((rows, length), dtype)
+    _group_outputs(whole, 0, rows, 0, length, flat_weight, offsets, planes, start)
+    _group_outputs(split, 0, rows, 0, 64, flat_weight, offsets, planes, start)
+    _group_outputs(split, 0, rows, 64, length, flat_weight, offsets, planes, start)
+    np.testing.assert_array_equal(whole, split)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(whole, start[:, None] + flat_weight.astype(np.float64) @ reads, rtol=rtol, atol=rtol)
+    grad = values(rng, (rows, length), dtype)
+    dweight = np.empty((rows, taps), dtype)
+    for t in range(0, taps, 4):
+        _group_weight_grads(grad, 0, 0, rows, planes, offsets, t, 0, length, dweight)
+    np.testing.assert_allclose(dweight, grad.astype(np.float64) @ reads.T, rtol=rtol, atol=rtol * length)
+
+
 @SMALL
 @given(seed=SEEDS, dtype=DTYPES, shape=shapes, ties=st.booleans())
 def test_channel_pools_and_gate(seed, dtype, shape, ties):
