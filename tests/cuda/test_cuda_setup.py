@@ -67,7 +67,8 @@ def test_every_kernel_compiles_for_a_real_gpu(monkeypatch):
     family_modules = [module for module in vars(cuda_backend).values() if isinstance(module, types.ModuleType)]
     every_kernel = {name for module in family_modules for name, value in vars(module).items()
                     if hasattr(value, "py_func") and not value.targetoptions.get("device")}
-    assert len(every_kernel) > 30 and compiled == every_kernel
+    # (over 30 here; 25 in the student edition, whose exercises' twins run the student's NumPy code instead)
+    assert len(every_kernel) > 20 and compiled == every_kernel
 
 
 # BEGIN INSTRUCTOR ONLY
