@@ -486,6 +486,12 @@ def test_bit_identical_for_one_and_two_threads():
     cases.append(("conv2d_forward", (winograd_x, winograd_w, None, (1, 1), (1, 1), (1, 1), 1)))
     cases.append(("conv2d_backward", (values(rng, (6, 32, 17, 15), np.float32), winograd_x, winograd_w, (1, 1),
                                       (1, 1), (1, 1), 1, False)))
+    # small planes channels-last (pixels.py): several tasks of pixels, weight-gradient blocks and taps
+    pixel_x, pixel_w = values(rng, (20, 16, 4, 4), np.float32), values(rng, (32, 16, 3, 3), np.float32)
+    assert conv_kernels._ConvGeometry("test", pixel_x, pixel_w, 1, 1, 1, 1).pixels
+    cases.append(("conv2d_forward", (pixel_x, pixel_w, None, (1, 1), (1, 1), (1, 1), 1)))
+    cases.append(("conv2d_backward", (values(rng, (20, 32, 4, 4), np.float32), pixel_x, pixel_w, (1, 1), (1, 1),
+                                      (1, 1), 1, False)))
     previous = numba.get_num_threads()
     results = {}
     try:
@@ -499,6 +505,29 @@ def test_bit_identical_for_one_and_two_threads():
         for part_a, part_b in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
             if part_a is not None:
                 assert np.array_equal(part_a, part_b), f"{name} differs between 1 and 2 threads"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pixel_kernel_same_bits_whether_the_taps_come_in_one_pass_or_two(dtype):
+    """The channels-last forward kernel takes a conv's taps in passes (pixels.py keeps each pass's weights in
+    L1): two passes give the bits of one, and both the float64 sums."""
+    from minitorch_attn.backends.numba.microkernels import _four_pixels
+    from minitorch_attn.backends.numba.pixels import weight_panels
+    rng = np.random.default_rng(12)
+    C, CO, taps = 8, 4 * simd.lanes(dtype, simd.TILE_BYTES), 3
+    bases, offsets = np.array([0, 8, 24, 40], np.int64), np.array([0, 16, 56], np.int64)
+    x, rows, start = values(rng, (offsets[-1] + bases[-1] + C,), dtype), values(rng, (taps * C, CO), dtype), \
+        values(rng, (CO,), dtype)
+    panels = weight_panels(rows, dtype)
+    one, two = np.empty(4 * CO, dtype), np.empty(4 * CO, dtype)
+    for co in range(0, CO, CO // 2):
+        _four_pixels(one, 0, co, x, bases, offsets, C, panels, 0, taps, start)
+        _four_pixels(two, 0, co, x, bases, offsets, C, panels, 0, 1, start)
+        _four_pixels(two, 0, co, x, bases, offsets, C, panels, 1, taps, start)
+    np.testing.assert_array_equal(one, two)
+    reads = np.array([[x[b + o + ci] for o in offsets for ci in range(C)] for b in bases], np.float64)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(one.reshape(4, CO), start + reads @ rows.astype(np.float64), rtol=rtol, atol=rtol)
 
 
 def test_the_numba_cache_is_dropped_when_any_source_changes(tmp_path):
@@ -606,6 +635,7 @@ def test_bad_input_is_rejected_before_any_work():
     (4, 64, 2, (3, 3), (1, 1), (2, 1), (2, 1)),  # 32 outputs per group, dilated, taps not a multiple of 4
     (5, 5, 5, (3, 3), (1, 1), (1, 1), (1, 1)),   # depthwise: one output per group
     (32, 32, 1, (3, 3), (1, 1), (1, 1), (1, 1)), # 3×3 "same", 32 channels: Winograd F(2×2, 3×3)
+    (8, 16, 1, (3, 3), (1, 1), (2, 1), (2, 1)),  # small planes channels-last (pixels.py), dx as a pixel conv too
 ])
 def test_conv2d_every_path(dtype, case):
     C, CO, G, kernel, stride, padding, dilation = case
@@ -622,12 +652,13 @@ def test_conv2d_every_path(dtype, case):
 # (the Numba backend's own conv backward: the student edition runs the student's NumPy exercise 3.3 in its
 # place, which neither keeps the forward's planes nor skips dx, and needs to do neither)
 @pytest.mark.parametrize("case", [
-    (4, 16, 1, (3, 3), (2, 1), (1, 1), (1, 1)),  # strided: x in row phases
+    (4, 15, 1, (3, 3), (2, 1), (1, 1), (1, 1)),  # strided: x in row phases
     (6, 15, 3, (3, 3), (1, 1), (1, 1), (1, 1)),  # grouped "same"
+    (4, 16, 1, (3, 3), (2, 1), (1, 1), (1, 1)),  # small planes: x packed channels-last
 ])
 def test_conv2d_backward_reuses_the_forwards_stacked_planes(case):
-    """The forward leaves x's stacked planes in the workspace and the backward takes them (once): the same
-    bits as a backward that stacks x itself. A workspace filled for another geometry is not used."""
+    """The forward leaves x's stacked (or packed) planes in the workspace and the backward takes them (once):
+    the same bits as a backward that stacks x itself. A workspace filled for another geometry is not used."""
     C, CO, G, kernel, stride, padding, dilation = case
     rng = np.random.default_rng(6)
     x, weight = values(rng, (3, C, 9, 7), np.float32), values(rng, (CO, C // G, *kernel), np.float32)
@@ -640,15 +671,18 @@ def test_conv2d_backward_reuses_the_forwards_stacked_planes(case):
     other = {}
     nb.conv2d_forward(x[:, :, :8], weight, None, *options, workspace=other)
     calls = []
-    real = conv_kernels._ConvGeometry.input_planes
+    geometry = conv_kernels._ConvGeometry
+    real = {name: getattr(geometry, name) for name in ("input_planes", "pixel_conv")}
     try:
-        conv_kernels._ConvGeometry.input_planes = lambda self: calls.append(1) or real(self)
+        for name, method in real.items():
+            setattr(geometry, name, lambda self, method=method: calls.append(1) or method(self))
         kept = nb.conv2d_backward(grad, x, weight, *options, False, workspace=workspace)
         assert not calls and not workspace
         nb.conv2d_backward(grad, x, weight, *options, False, workspace=other)
         assert calls == [1]
     finally:
-        conv_kernels._ConvGeometry.input_planes = real
+        for name, method in real.items():
+            setattr(geometry, name, method)
     for a, b in zip(kept[:2], stacked[:2]):
         np.testing.assert_array_equal(a, b)
 
@@ -658,13 +692,14 @@ def test_conv2d_backward_reuses_the_forwards_stacked_planes(case):
     (4, 8, (3, 3), (2, 2), (1, 1)),  # strided: phases
     (32, 32, (3, 3), (1, 1), (1, 1)),  # Winograd
     (6, 10, (1, 1), (2, 2), (0, 0)),  # pointwise, strided
+    (8, 16, (3, 3), (1, 1), (1, 1)),  # small planes, channels-last
 ])
 def test_conv2d_backward_skips_dx_when_the_op_says_x_needs_none(case):
     """The op writes ``"input_grad": False`` into the workspace for an x without gradient (a network's
     images): the backward then returns None for dx and the same bits for dW and db."""
     C, CO, kernel, stride, padding = case
     rng = np.random.default_rng(8)
-    x, weight = values(rng, (3, C, 9, 8), np.float32), values(rng, (CO, C, *kernel), np.float32)
+    x, weight = values(rng, (3, C, 7, 8), np.float32), values(rng, (CO, C, *kernel), np.float32)
     options = (stride, padding, (1, 1), 1)
     workspace = {}
     out = nb.conv2d_forward(x, weight, None, *options, workspace=workspace)
@@ -692,6 +727,19 @@ def test_conv2d_op_leaves_images_without_gradient_and_weights_right():
     torch.nn.functional.conv2d(torch.tensor(x), expected, padding=1).sum().backward()
     assert images.grad is None
     np.testing.assert_allclose(w.grad, expected.grad.numpy(), rtol=1e-10)
+
+
+def test_conv2d_small_planes_go_channels_last():
+    """The cases above that should take the pixel path do, in both dtypes, and so do the backbone's last
+    stages; its 32×32 planes and a channel count the micro-kernel's tiles do not divide stay on the wide rows."""
+    def pixels(x_shape, w_shape, stride=1, padding=1, dilation=1, dtype=np.float32):
+        return conv_kernels._ConvGeometry("test", np.zeros(x_shape, dtype), np.zeros(w_shape, dtype), stride,
+                                          padding, dilation, 1).pixels
+    for dtype in (np.float64, np.float32):
+        assert pixels((3, 8, 9, 7), (16, 8, 3, 3), 1, (2, 1), (2, 1), dtype)
+        assert pixels((3, 4, 9, 7), (16, 4, 3, 3), (2, 1), dtype=dtype)
+    assert pixels((64, 128, 4, 4), (128, 128, 3, 3)) and pixels((64, 64, 8, 8), (128, 64, 3, 3), 2)
+    assert not pixels((64, 16, 32, 32), (16, 16, 3, 3)) and not pixels((3, 4, 9, 7), (15, 4, 3, 3), (2, 1))
 
 
 def test_conv2d_every_path_reaches_winograd():

@@ -9,10 +9,11 @@ The modules are laid out as ``minitorch_attn/ops`` is: the kernels of
 ``ops/conv.py`` are in ``conv.py`` here, and so on for ``pooling``, ``dense``,
 ``arith``, ``norm``, ``loss`` and ``attention``; ``lanes.py`` holds the row
 loops they share (the lane reductions, the first maximum, the GEMM row update)
-and ``checks.py`` the argument checks. The conv has three helpers of its own:
+and ``checks.py`` the argument checks. The conv has four helpers of its own:
 ``frames.py`` (the batch stacked into "wide rows"), ``microkernels.py`` (the
-register-blocked sums, on ``simd.py``'s machine vectors) and ``winograd.py``
-(the 3×3 "same" convs of 32 to 64 channels). This package exposes every kernel.
+register-blocked sums, on ``simd.py``'s machine vectors), ``winograd.py``
+(the 3×3 "same" convs of 32 to 64 channels) and ``pixels.py`` (small output
+planes, channels-last). This package exposes every kernel.
 
 Rules every loop in this package follows, and why:
 

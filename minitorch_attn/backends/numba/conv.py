@@ -1,5 +1,5 @@
 """Kernels of ``ops/conv.py``: conv2d forward and backward, as loops over the batch stacked into "wide rows"
-(direct sums, or Winograd's for the 3×3 "same" convs that suit it)."""
+(direct sums, or Winograd's for the 3×3 "same" convs that suit it), or channels-last for small planes."""
 from __future__ import annotations
 
 import numba
@@ -10,6 +10,7 @@ from .checks import _as_float, _bias_argument, _check_shape, _pair
 from .frames import POSITION_QUANTUM, _Axis, _Frame, _strided_copy, _task_positions, _unstack_loop, task_count
 from .lanes import _lane_sum
 from .microkernels import _group_outputs, _group_weight_grads
+from .pixels import PixelConv, pixels_fit
 from .winograd import winograd_conv3x3, winograd_fits
 
 #: Bytes of input rows one task of the direct loop reads (see :func:`_conv2d_wide_loop`).
@@ -38,6 +39,9 @@ WEIGHT_GRAD_BLOCK = 2048
 #
 # A 1×1 conv without padding needs no stacking where its samples are big: x (N, C, H·W)
 # is a matrix per sample already, and _pointwise_loop multiplies it as it is.
+#
+# A conv onto small output planes (a backbone's last stages: 8×8 and 4×4) runs
+# channels-last instead (pixels.py), where the wide rows would be mostly junk.
 #
 # A 3×3 conv of stride 1 and padding 1 whose channels suit it (winograd_fits: 32
 # or more in and out, and a task's transformed tiles within half of L2, so the
@@ -235,6 +239,10 @@ class _ConvGeometry:
         # (the input gradient of such a conv is one too: swapped channels, flipped kernel).
         self.winograd = ((KH, KW, stride, padding, dilation, self.groups) == (3, 3, (1, 1), (1, 1), (1, 1), 1)
                          and winograd_fits(C, CO, self.x.dtype))
+        # Small output planes (the last stages of a backbone) go channels-last, where the wide rows would
+        # compute mostly junk (pixels.py).
+        self.pixels = (not self.pointwise and not self.winograd
+                       and pixels_fit(C, CO, self.OH * self.OW, self.groups, self.x.dtype))
         self.axis_h = _Axis(H, KH, stride[0], padding[0], dilation[0])
         self.axis_w = _Axis(W, KW, stride[1], padding[1], dilation[1])
         self.frame = _Frame(N, (self.axis_h.phase_size, self.axis_w.phase_size), (self.OH, self.OW),
@@ -243,6 +251,10 @@ class _ConvGeometry:
     def signature(self):
         """What the stacked planes of x depend on besides its values (a kept stack must match it)."""
         return self.x.shape, self.x.dtype, self.weight.shape, self.options
+
+    def pixel_conv(self):
+        stride, padding, dilation, _ = self.options
+        return PixelConv(self.x, self.weight.shape, stride, padding, dilation, (self.OH, self.OW))
 
     def kept_pixels(self):
         """Every (sh, sw)-th pixel of x: all that a 1×1 conv without padding reads (x itself at stride 1)."""
@@ -320,6 +332,11 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, workspace
         return _pointwise_forward(conv.kept_pixels(), conv.weight.reshape(CO, -1), bias_array, conv.groups)
     if conv.winograd:
         return winograd_conv3x3(conv.x, conv.weight, bias_array)
+    if conv.pixels:
+        pixel_conv = conv.pixel_conv()
+        if workspace is not None:
+            workspace["input_planes"] = (conv.signature(), pixel_conv)
+        return pixel_conv.forward(conv.weight, bias_array)
     planes, offsets = conv.input_planes()
     if workspace is not None:
         workspace["input_planes"] = (conv.signature(), planes, offsets)
@@ -356,6 +373,16 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
             dx_kept, dx = dx, np.empty_like(conv.x)
             _upsample_loop(dx_kept, conv.axis_h.stride, conv.axis_w.stride, dx)
         return dx, partial.sum(axis=0).reshape(conv.weight.shape), dbias
+    kept = None if workspace is None else workspace.pop("input_planes", None)
+    if kept is not None and kept[0] != conv.signature():
+        kept = None
+    if conv.pixels:
+        pixel_conv = conv.pixel_conv() if kept is None else kept[1]
+        dx, dweight = pixel_conv.backward(grad, conv.weight, wants_dx)
+        if wants_dx and dx is None:
+            adjoint = conv.adjoint_frame()
+            dx = conv.input_grad(adjoint.stack(grad), adjoint)
+        return dx, dweight, dbias
     adjoint = conv.adjoint_frame()
     grad_planes = adjoint.stack(grad) if wants_dx else None
     # dW correlates the gradient, at the forward's output positions (zero at the junk ones), with x's
@@ -366,11 +393,7 @@ def conv2d_backward(grad, x, weight, stride, padding, dilation, groups, has_bias
         grad_wide = grad_planes
     else:
         grad_wide, start = conv.frame.stack(grad, where=(0, 0)), 0
-    kept = None if workspace is None else workspace.pop("input_planes", None)
-    if kept is not None and kept[0] == conv.signature():
-        planes, offsets = kept[1:]
-    else:
-        planes, offsets = conv.input_planes()
+    planes, offsets = conv.input_planes() if kept is None else kept[1:]
     partial = np.empty((-(-conv.frame.length // WEIGHT_GRAD_BLOCK), CO, offsets.shape[0]), grad.dtype)
     _conv2d_wide_weight_grad_loop(grad_wide, start, planes, offsets, conv.groups, conv.frame.length, partial)
     if not wants_dx:

@@ -12,6 +12,7 @@ like them: x itself for a 1×1 conv, the Winograd transforms.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from .simd import tile_load, tile_splat, tile_width, vector_fma, vector_load, vector_splat, vector_store, vector_sum, \
@@ -140,3 +141,59 @@ def _group_weight_grads(grad_rows, u, g, per_group, planes, offsets, t, lo, hi, 
         _two_by_four_dots(grad_rows, u, co, planes, s0, s1, s2, s3, lo, hi, partial, t)
     for co in range(pairs_end, (g + 1) * per_group):
         _one_by_four_dots(grad_rows, u, co, planes, s0, s1, s2, s3, lo, hi, partial, t)
+
+
+@njit(cache=True)
+def _four_pixels(out, p, co, x, bases, tap_offsets, C, weight, t0, t1, start):
+    """The channels-last conv of :mod:`.pixels`, for out rows p..p+3 and channels co..co+2T−1 (T = tile_width):
+    out[p + r, co + l] (+)= Σ_{t0 <= t < t1} Σ_ci x[bases[p + r] + tap_offsets[t] + ci] · weight[t·C + ci, co + l]
+    on flat arrays, out CO columns wide and the weights in panels of 2T columns (:func:`.pixels.weight_panels`),
+    starting from start[co + l] when t0 = 0 and from out itself after: a conv's taps may come in several calls
+    and add in the same order as in one."""
+    width, CO = tile_width(weight), out.shape[0] // bases.shape[0]
+    step, rows = 2 * width, tap_offsets.shape[0] * C
+    row = p * CO + co
+    if t0 == 0:
+        a00 = a10 = a20 = a30 = tile_load(start, co)
+        a01 = a11 = a21 = a31 = tile_load(start, co + width)
+    else:
+        a00, a01 = tile_load(out, row), tile_load(out, row + width)
+        a10, a11 = tile_load(out, row + CO), tile_load(out, row + CO + width)
+        a20, a21 = tile_load(out, row + 2 * CO), tile_load(out, row + 2 * CO + width)
+        a30, a31 = tile_load(out, row + 3 * CO), tile_load(out, row + 3 * CO + width)
+    # Unsigned indices: a signed one is checked for wrap-around, which cost a third of the speed here.
+    b0, b1, b2, b3 = np.uint64(bases[p]), np.uint64(bases[p + 1]), np.uint64(bases[p + 2]), np.uint64(bases[p + 3])
+    k = (co // step * rows + t0 * C) * step
+    for t in range(t0, t1):
+        for ci in range(C):
+            at = np.uint64(tap_offsets[t] + ci)
+            w0, w1 = tile_load(weight, k), tile_load(weight, k + width)
+            k += step
+            x0, x1, x2, x3 = tile_splat(x[b0 + at]), tile_splat(x[b1 + at]), tile_splat(x[b2 + at]), tile_splat(x[b3 + at])
+            a00, a01, a10, a11 = vector_fma(x0, w0, a00), vector_fma(x0, w1, a01), vector_fma(x1, w0, a10), vector_fma(x1, w1, a11)
+            a20, a21, a30, a31 = vector_fma(x2, w0, a20), vector_fma(x2, w1, a21), vector_fma(x3, w0, a30), vector_fma(x3, w1, a31)
+    _store_two(out, row, width, a00, a01)
+    _store_two(out, row + CO, width, a10, a11)
+    _store_two(out, row + 2 * CO, width, a20, a21)
+    _store_two(out, row + 3 * CO, width, a30, a31)
+
+
+@njit(cache=True)
+def _four_channel_dots(grad, grad_bases, co, x, bases, at, lo, hi, partial, k):
+    """The channels-last weight gradient of :mod:`.pixels`: partial[k + r, co + l] = Σ_{lo <= p < hi}
+    x[bases[p] + at + r] · grad[grad_bases[p] + co + l] for r < 4, l < 2T, pixels added in order."""
+    width = tile_width(grad)
+    a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = tile_splat(grad.dtype.type(0))
+    one = np.uint64(1)  # unsigned, as in _four_pixels: a signed b + 1 is checked for wrap-around
+    for p in range(np.uint64(lo), np.uint64(hi)):
+        g = np.uint64(grad_bases[p] + co)
+        g0, g1 = tile_load(grad, g), tile_load(grad, g + width)
+        b = np.uint64(bases[p] + at)
+        x0, x1 = tile_splat(x[b]), tile_splat(x[b + one])
+        x2, x3 = tile_splat(x[b + np.uint64(2)]), tile_splat(x[b + np.uint64(3)])
+        a00, a01, a10, a11 = vector_fma(x0, g0, a00), vector_fma(x0, g1, a01), vector_fma(x1, g0, a10), vector_fma(x1, g1, a11)
+        a20, a21, a30, a31 = vector_fma(x2, g0, a20), vector_fma(x2, g1, a21), vector_fma(x3, g0, a30), vector_fma(x3, g1, a31)
+    _store_two(partial[k], co, width, a00, a01)
+    _store_two(partial[k + 1], co, width, a10, a11)
+    _store_two(partial[k + 2], co, width, a20, a21)
+    _store_two(partial[k + 3], co, width, a30, a31)
