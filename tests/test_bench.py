@@ -322,27 +322,44 @@ def test_training_step_check_passes_and_catches_a_wrong_gradient(monkeypatch):
 
 
 def test_training_steps_are_joined_reported_and_judged(monkeypatch):
-    """Orchestration with stand-in children: a check, then per thread count rounds of PyTorch and numba in
-    turn; a step's ratio is the median of the rounds' ratios, each against PyTorch in the same round."""
-    started = []
+    """Orchestration with stand-in children: a check, then per thread count a process per side, timed in
+    rounds, PyTorch and numba in turn; a step's ratio is the median of the rounds' ratios, each against
+    PyTorch in the same round."""
+    started, turns = [], []
 
     def fake_child(spec, settings):
         started.append((spec["mode"], spec["side"], spec["threads"]))
-        if spec["mode"] == "step-check":
-            return {"checks": [{"backend": "numba", "case": c, "variant": "step", "max_rel_error": 1e-12}
-                               for c in spec["steps"]]}
-        rounds_before = sum(1 for s in started[:-1] if s == started[-1])
-        ms = {"torch": 100.0 + 20.0 * rounds_before, "numba": 80.0 if spec["threads"] == 2 else 200.0}[spec["side"]]
-        return {"threads": spec["threads"], "timings": [
-            {"case": c, "pass": "train step", "variant": "eager" if spec["side"] == "torch" else None,
-             "median_ms": ms, "iqr_ms": 1.0, "reps": 5} for c in spec["steps"]]}
+        return {"checks": [{"backend": "numba", "case": c, "variant": "step", "max_rel_error": 1e-12}
+                           for c in spec["steps"]]}
 
+    class FakeServer:
+        def __init__(self, spec, settings):
+            started.append((spec["mode"], spec["side"], spec["threads"]))
+            self.side, self.threads, self.step_ms = spec["side"], spec["threads"], {c: 100.0 for c in spec["steps"]}
+            self.closed = False
+
+        def time(self, case, reps):
+            turns.append((self.side, self.threads, reps))
+            rounds_before = sum(1 for turn in turns[:-1] if turn == turns[-1])
+            ms = {"torch": 100.0 + 20.0 * rounds_before, "numba": 80.0 if self.threads == 2 else 200.0}[self.side]
+            return [ms / 1e3] * reps
+
+        def close(self):
+            self.closed = True
+
+    servers = []
     monkeypatch.setattr(runner, "run_child", fake_child)
+    monkeypatch.setattr(runner, "start_step_server", lambda spec, settings: servers.append(
+        FakeServer(spec, settings)) or servers[-1])
+    monkeypatch.setattr(runner, "HANDOVER_PAUSE_S", 0.0)
     settings = runner.Settings(shapes=(), backends=("numba",), cases=(), steps=("resnet10-cbam",),
                                step_threads=(1, 2), step_rounds=2)
     document = runner.run(settings, log=lambda line: None)
     assert started == [("step-check", "check", settings.threads)] + [
-        ("step-time", side, threads) for threads in (1, 2) for _ in range(2) for side in ("torch", "numba")]
+        ("step-serve", side, threads) for threads in (1, 2) for side in ("torch", "numba")]
+    assert turns == [(side, threads, runner.STEPS_PER_TURN) for threads in (1, 2) for _ in range(2)
+                     for side in ("torch", "numba")]
+    assert all(server.closed for server in servers)
     numba_rows = {e["threads"]: e for e in document["entries"] if e["backend"] == "numba"}
     assert numba_rows[2]["round_ratios"] == pytest.approx([1.25, 1.5])
     assert numba_rows[2]["ratio_vs_torch"] == pytest.approx(1.375) and numba_rows[1]["ratio_vs_torch"] == 0.55
@@ -395,3 +412,21 @@ def test_blas_comparison_prints_a_row_per_layer(capsys):
     planes = stacked[:, :3 * 16 * 14].reshape(5, 3, 16, 14)
     expected = numpy_backend.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1), 1)
     np.testing.assert_allclose(planes[:, :, :15, :13].transpose(1, 0, 2, 3), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_step_server_times_steps_on_request_and_names_its_failure():
+    """The real ``step-serve`` worker: ready with a step estimate, then as many step times as asked, and closed
+    when stdin is. A worker that cannot start (an unknown case) is a ChildFailed carrying its error."""
+    settings = runner.Settings(min_time=0.05, warmup_time=0.05, child_timeout=300)
+    spec = dict(mode="step-serve", side="torch", threads=1, steps=["mobilenet-cbam"], dtype="float32", seed=0,
+                shape=list(step_cases.input_shape()), min_time=0.05, min_reps=3, warmup_time=0.05)
+    server = runner.start_step_server(spec, settings)
+    try:
+        assert server.threads == 1 and server.step_ms["mobilenet-cbam"] > 0
+        times = server.time("mobilenet-cbam", 2)
+        assert len(times) == 2 and all(t > 0 for t in times)
+    finally:
+        server.close()
+    assert server.process.returncode == 0
+    with pytest.raises(runner.ChildFailed, match="unknown name 'resnet99'"):
+        runner.start_step_server(dict(spec, steps=["resnet99"]), settings)

@@ -52,9 +52,10 @@ def parser():
                         f"'none' for none)")
     p.add_argument("--step-threads", type=lambda t: tuple(int(n) for n in _names(t)),
                    help="thread counts of the training steps (default: 1 and --threads)")
-    p.add_argument("--step-rounds", type=int, default=5,
-                   help="timing rounds of the training steps per thread count, PyTorch and ours in turn; a step's "
-                        "ratio is the median of the rounds' (default %(default)s)")
+    p.add_argument("--step-rounds", type=int, default=9,
+                   help="timing rounds of the training steps per thread count, PyTorch and ours in turn (a "
+                        "process per side that stays up); a step's ratio is the median of the rounds' "
+                        "(default %(default)s)")
     p.add_argument("--block-rounds", type=int,
                    help="timing rounds of the CBAM and BAM blocks per shape, PyTorch and ours in turn (the first "
                         "round times the ops as well); a block's ratio is the median of the rounds' (default 5, "

@@ -1,6 +1,7 @@
 """Timing loop and copy bandwidth: what every worker process measures with."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from dataclasses import dataclass
@@ -32,10 +33,7 @@ def measure(fn, min_time=0.5, min_reps=20, warmup_time=0.2, warmup_reps=3, max_r
     while done < warmup_reps or time.perf_counter() - started < warmup_time:
         fn()
         done += 1
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _collector_paused():
         durations = []
         total = 0.0
         while len(durations) < max_reps and (len(durations) < min_reps or total < min_time):
@@ -44,11 +42,36 @@ def measure(fn, min_time=0.5, min_reps=20, warmup_time=0.2, warmup_reps=3, max_r
             elapsed = time.perf_counter() - begin
             durations.append(elapsed)
             total += elapsed
+    return summarise(durations)
+
+
+def summarise(durations):
+    """The :class:`Timing` of some calls' durations in seconds."""
+    q1, median, q3 = np.percentile(np.array(durations) * 1e3, [25, 50, 75])
+    return Timing(float(median), float(q3 - q1), len(durations))
+
+
+def timed_calls(fn, reps):
+    """Seconds of each of ``reps`` calls of ``fn`` (already warm), the collector paused as in :func:`measure`."""
+    with _collector_paused():
+        durations = []
+        for _ in range(reps):
+            begin = time.perf_counter()
+            fn()
+            durations.append(time.perf_counter() - begin)
+    return durations
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
         if was_enabled:
             gc.enable()
-    q1, median, q3 = np.percentile(np.array(durations) * 1e3, [25, 50, 75])
-    return Timing(float(median), float(q3 - q1), len(durations))
 
 
 def copy_bandwidth(copy, nbytes, **timing):

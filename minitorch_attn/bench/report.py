@@ -112,8 +112,9 @@ def _step_title(document):
     rounds = document["settings"].get("step_rounds", 1)
     return ("Training steps (forward, cross-entropy, backward, SGD), float32, train mode: " + "; ".join(
         f"{case} = {describe(case)}" for case in cases)
-        + f". PyTorch and ours timed in turn, {rounds} round{'s' if rounds != 1 else ''} (each a process per "
-          "side); ms: the median of the rounds' medians; × torch: the median of the rounds' ratios")
+        + f". PyTorch and ours timed in turn, {rounds} round{'s' if rounds != 1 else ''} (a process per side "
+          "that stays up, a second or so of steps per turn); ms: the median of the rounds' medians; × torch: the "
+          "median of the rounds' ratios")
 
 
 def _title(document, shape, dtype):

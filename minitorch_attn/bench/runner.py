@@ -6,14 +6,17 @@ import datetime
 import json
 import os
 import platform
+import select
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 
 import numpy as np
 
+from .measure import summarise
 from .ops_cases import OP_CASES, REDUCTION
 from .step_cases import BATCH, input_shape
 from .traffic import PASSES, floor_bytes, floor_ms
@@ -64,9 +67,9 @@ class Settings:
     quick: bool = False
     steps: tuple = ()
     step_threads: tuple = ()
-    # Five rounds, not three: on a shared 2-core machine the rounds of one case disagree by more than the
-    # gaps measured (resnet10-bam at 2 threads: 0.95, 0.83, 1.22), and a median of three follows any one of them.
-    step_rounds: int = 5
+    # Nine rounds: on a shared 2-core machine the rounds of one case disagree by more than the gaps measured
+    # (resnet10-bam at 2 threads: 0.95, 0.83, 1.22), and a median of three follows any one of them.
+    step_rounds: int = 9
     block_rounds: int = 5
     child_timeout: float = 1800.0
 
@@ -191,10 +194,12 @@ def run(settings, log=print, command=None):
 
 def run_steps(document, settings, backends, log):
     """The training-step cases: one float64 check against the PyTorch twins, then at each of
-    ``settings.step_threads`` ``settings.step_rounds`` rounds of a float32 timing group per side, PyTorch and
-    ours in turn. This machine's speed drifts from one process to the next by more than the gaps measured
-    (two runs of the same step a minute apart differed by a third), so each round's ratio compares two groups
-    timed back to back, and a step's ratio is the median of its rounds'."""
+    ``settings.step_threads`` one process per side (:class:`StepServer`), steps built and warm, timed in
+    ``settings.step_rounds`` rounds, PyTorch and ours in turn, about ``min_time`` of steps each. This machine's
+    speed drifts by more than the gaps measured: one side took 188 to 329 ms a step in three processes
+    started one after another, and rounds of a process per side, tens of seconds apart, gave ratios from
+    0.75 to 1.39 for one step case. Turns of a second or so, in processes that stay up, put the two sides of a
+    round close together; a step's ratio is the median of its rounds'."""
     from .worker import STEP_CHECK_DTYPE
 
     shape = list(input_shape())
@@ -214,13 +219,113 @@ def run_steps(document, settings, backends, log):
     timed = [b for b in backends if not any("error" in c for c in checks if c["backend"] == b)]
     for threads in settings.step_threads:
         what = f"training steps, {threads} thread{'s' if threads != 1 else ''}"
-        rounds = []
-        for number in range(1, settings.step_rounds + 1):
-            groups = timing_round(document, dict(base, mode="step-time", threads=threads), timed, settings, log,
-                                  f"{what}, round {number} of {settings.step_rounds}")
-            rounds += [groups] if groups else []
-        if rounds:
-            join_steps(document, rounds, threads, shape)
+        servers = {}
+        try:
+            for side in ["torch"] + timed:
+                log(f"start  {side:6s} {what}")
+                try:
+                    servers[side] = start_step_server(dict(base, mode="step-serve", side=side, threads=threads),
+                                                      settings)
+                except ChildFailed as error:
+                    _fail(document, log, error)
+            if "torch" in servers and len(servers) > 1:
+                join_steps(document, step_rounds(document, servers, settings, log, what), threads, shape)
+        finally:
+            for server in servers.values():
+                server.close()
+
+
+#: Seconds between one side's turn and the other's: after a parallel region OpenMP's threads spin for a
+#: while before they sleep (libgomp: 300,000 turns of a loop), and would take a core from the other side.
+HANDOVER_PAUSE_S = 0.05
+
+#: Steps per turn, at least (a turn lasts ``min_time`` otherwise).
+STEPS_PER_TURN = 5
+
+
+def step_rounds(document, servers, settings, log, what):
+    """``settings.step_rounds`` rounds of every case, each side in turn: ``[{side: group}]`` as
+    :func:`join_steps` takes them. A side whose process fails is recorded and left out; without PyTorch the
+    rounds stop."""
+    rounds = []
+    for number in range(1, settings.step_rounds + 1):
+        log(f"time   {what}, round {number} of {settings.step_rounds}")
+        groups = {side: {"threads": server.threads, "timings": []} for side, server in servers.items()}
+        for case in next(iter(servers.values())).step_ms:
+            for side, server in list(servers.items()):
+                reps = max(STEPS_PER_TURN, int(np.ceil(settings.min_time * 1e3 / server.step_ms[case])))
+                time.sleep(HANDOVER_PAUSE_S)
+                try:
+                    timing = summarise(server.time(case, reps))
+                except ChildFailed as error:
+                    _fail(document, log, error)
+                    servers.pop(side).close()
+                    groups.pop(side)
+                    if side == "torch":
+                        return rounds
+                    continue
+                groups[side]["timings"].append({"case": case, "pass": "train step",
+                                                "variant": "eager" if side == "torch" else None, **timing.as_dict()})
+        rounds.append(groups)
+    return rounds
+
+
+class StepServer:
+    """One side's ``step-serve`` worker (:mod:`.worker`): its steps built and warm, timed on request."""
+
+    def __init__(self, spec, settings):
+        self.what = f"step-serve {spec['side']} {spec['threads']} threads"
+        self.timeout = settings.child_timeout
+        self.folder = tempfile.TemporaryDirectory(prefix="mt-bench-")
+        spec_path = os.path.join(self.folder.name, "spec.json")
+        with open(spec_path, "w") as f:
+            json.dump(spec, f)
+        self.errors = open(os.path.join(self.folder.name, "stderr.txt"), "w+")
+        self.process = subprocess.Popen([sys.executable, "-m", "minitorch_attn.bench.worker", spec_path, "-"],
+                                        env=child_environment(spec["threads"]), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.errors, text=True)
+        try:
+            ready = self._answer("READY")
+        except ChildFailed:
+            self.close()
+            raise
+        self.threads, self.step_ms = ready["threads"], ready["step_ms"]
+
+    def time(self, case, reps):
+        """Seconds of each of ``reps`` steps of ``case``."""
+        try:
+            self.process.stdin.write(f"{case} {reps}\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the process is gone: _answer says why
+        return self._answer("TIMES")
+
+    def _answer(self, word):
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line.startswith(word + " "):
+            late = not ready
+            self.process.kill()
+            self.process.wait()
+            self.errors.seek(0)
+            problem = f"ran longer than {self.timeout:.0f} s" if late else f"exited with {self.process.returncode}"
+            raise ChildFailed(f"{self.what} {problem}:\n{self.errors.read()[-4000:]}")
+        return json.loads(line[len(word) + 1:])
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.errors.close()
+        self.folder.cleanup()
+
+
+def start_step_server(spec, settings):
+    return StepServer(spec, settings)
 
 
 def timing_round(document, spec, sides, settings, log, what):

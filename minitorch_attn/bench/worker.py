@@ -6,7 +6,11 @@ The parent (:mod:`minitorch_attn.bench.runner`) starts every group with the same
 * ``check``: each of our backends against PyTorch on the same inputs and parameters (imports both; never timed);
 * ``time``: one side only (one of our backends, or ``torch``), so that PyTorch's and Numba's OpenMP
   runtimes never share a process;
-* ``step-check`` and ``step-time``: the same two for the training-step cases (:mod:`.step_cases`).
+* ``step-check``: the check for the training-step cases (:mod:`.step_cases`);
+* ``step-serve``: their timing, one side's training steps built and warmed, then timed on request (``python -m
+  minitorch_attn.bench.worker SPEC.json -``): the parent writes ``CASE REPS`` lines to its stdin, and it
+  answers each with a line ``TIMES [seconds, ...]`` of that many steps, so that the parent can time two
+  sides' processes in turn, a second or so each, while both stay warm.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import numpy as np
 
 from ..testing import rel_error
 from .block_cases import BLOCK_VARIANTS, TORCH_BLOCKS, OursBlock, TorchBlock
-from .measure import COPIES, copy_bandwidth, measure
+from .measure import COPIES, copy_bandwidth, measure, timed_calls
 from .ops_cases import OP_CASES, OursOp, TorchOp
 from .step_cases import OursStep, TorchStep
 from .traffic import PASSES
@@ -178,22 +182,27 @@ def step_check_group(spec):
     return {"checks": records}
 
 
-def step_time_group(spec):
+def step_serve(spec):
+    """Build and warm ``spec``'s steps on one side, say ``READY {"threads": n, "step_ms": {case: ms}}``, then
+    answer each ``CASE REPS`` line of stdin with ``TIMES [...]``, until stdin closes. The protocol has stdout
+    to itself: anything else printed goes to stderr."""
+    answer, sys.stdout = sys.stdout, sys.stderr
     side = spec["side"]
-    timing = dict(min_time=spec["min_time"], min_reps=spec["min_reps"], warmup_time=spec["warmup_time"])
-    result = {"side": side, "threads": _set_threads(side, spec["threads"]), "timings": []}
+    threads = _set_threads(side, spec["threads"])
     if side != "torch":
         from .. import set_backend
 
         set_backend(side)
+    runners, step_ms = {}, {}
     for name in spec["steps"]:
         runner = OursStep(name, spec["dtype"], spec["seed"])
-        if side == "torch":
-            runner = TorchStep(runner)
-        record = {"case": name, "pass": "train step", "variant": "eager" if side == "torch" else None}
-        record.update(measure(runner.step, **timing).as_dict())
-        result["timings"].append(record)
-    return result
+        runners[name] = TorchStep(runner) if side == "torch" else runner
+        step_ms[name] = measure(runners[name].step, min_time=spec["warmup_time"], min_reps=3,
+                                warmup_time=spec["warmup_time"]).median_ms
+    print("READY " + json.dumps({"threads": threads, "step_ms": step_ms}), file=answer, flush=True)
+    for line in sys.stdin:
+        name, reps = line.split()
+        print("TIMES " + json.dumps(timed_calls(runners[name].step, int(reps))), file=answer, flush=True)
 
 
 def _set_threads(side, threads):
@@ -215,7 +224,10 @@ def main(argv):
     spec_path, result_path = argv
     with open(spec_path) as f:
         spec = json.load(f)
-    modes = {"check": check_group, "time": time_group, "step-check": step_check_group, "step-time": step_time_group}
+    if spec["mode"] == "step-serve":
+        step_serve(spec)
+        return
+    modes = {"check": check_group, "time": time_group, "step-check": step_check_group}
     result = modes[spec["mode"]](spec)
     with open(result_path, "w") as f:
         json.dump(result, f)
