@@ -519,7 +519,7 @@ def test_pixel_kernel_same_bits_whether_the_taps_come_in_one_pass_or_two(dtype):
     x, rows, start = values(rng, (offsets[-1] + bases[-1] + C,), dtype), values(rng, (taps * C, CO), dtype), \
         values(rng, (CO,), dtype)
     panels = weight_panels(rows, dtype)
-    one, two = np.empty(4 * CO, dtype), np.empty(4 * CO, dtype)
+    one, two = np.empty((4, CO), dtype), np.empty((4, CO), dtype)
     for co in range(0, CO, CO // 2):
         _four_pixels(one, 0, co, x, bases, offsets, C, panels, 0, taps, start)
         _four_pixels(two, 0, co, x, bases, offsets, C, panels, 0, 1, start)
@@ -527,7 +527,7 @@ def test_pixel_kernel_same_bits_whether_the_taps_come_in_one_pass_or_two(dtype):
     np.testing.assert_array_equal(one, two)
     reads = np.array([[x[b + o + ci] for o in offsets for ci in range(C)] for b in bases], np.float64)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(one.reshape(4, CO), start + reads @ rows.astype(np.float64), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(one, start + reads @ rows.astype(np.float64), rtol=rtol, atol=rtol)
 
 
 def test_the_numba_cache_is_dropped_when_any_source_changes(tmp_path):

@@ -24,20 +24,32 @@ def _four_output_rows(wide, co, q, flat_weight, offsets, planes, start):
     """wide[co + r, q + l] = start[co + r] + Σ_t flat_weight[co + r, t] · planes[offsets[t] + q + l],
     for r < 4 and l < 2T (T = tile_width): eight tiles of sums, taps added in order."""
     width = tile_width(planes)
-    a00, a10 = tile_splat(start[co]), tile_splat(start[co + 1])
-    a20, a30 = tile_splat(start[co + 2]), tile_splat(start[co + 3])
-    a01, a11, a21, a31 = a00, a10, a20, a30
+    s0, s1, s2, s3 = tile_splat(start[co]), tile_splat(start[co + 1]), tile_splat(start[co + 2]), tile_splat(start[co + 3])
+    sums = (s0, s0, s1, s1, s2, s2, s3, s3)
     for t in range(offsets.shape[0]):
         at = offsets[t] + q
-        x0, x1 = tile_load(planes, at), tile_load(planes, at + width)
-        w0, w1 = tile_splat(flat_weight[co, t]), tile_splat(flat_weight[co + 1, t])
-        w2, w3 = tile_splat(flat_weight[co + 2, t]), tile_splat(flat_weight[co + 3, t])
-        a00, a01, a10, a11 = vector_fma(w0, x0, a00), vector_fma(w0, x1, a01), vector_fma(w1, x0, a10), vector_fma(w1, x1, a11)
-        a20, a21, a30, a31 = vector_fma(w2, x0, a20), vector_fma(w2, x1, a21), vector_fma(w3, x0, a30), vector_fma(w3, x1, a31)
-    _store_two(wide[co], q, width, a00, a01)
-    _store_two(wide[co + 1], q, width, a10, a11)
-    _store_two(wide[co + 2], q, width, a20, a21)
-    _store_two(wide[co + 3], q, width, a30, a31)
+        sums = _four_by_two(tile_splat(flat_weight[co, t]), tile_splat(flat_weight[co + 1, t]),
+                            tile_splat(flat_weight[co + 2, t]), tile_splat(flat_weight[co + 3, t]),
+                            tile_load(planes, at), tile_load(planes, at + width), sums)
+    _store_four_by_two(wide, co, q, width, sums)
+
+
+@njit(cache=True, inline="always")
+def _four_by_two(s0, s1, s2, s3, v0, v1, sums):
+    """One multiply-add into each of the 4 × 2 tiles of sums that the micro-kernels hold:
+    sums[2r + j] + s_r · v_j, for r < 4 and j < 2."""
+    a00, a01, a10, a11, a20, a21, a30, a31 = sums
+    return (vector_fma(s0, v0, a00), vector_fma(s0, v1, a01), vector_fma(s1, v0, a10), vector_fma(s1, v1, a11),
+            vector_fma(s2, v0, a20), vector_fma(s2, v1, a21), vector_fma(s3, v0, a30), vector_fma(s3, v1, a31))
+
+
+@njit(cache=True, inline="always")
+def _store_four_by_two(rows, first, column, width, sums):
+    """rows[first + r, column + l] = lane l of the tiles sums[2r], sums[2r + 1] (l < 2T), for r < 4."""
+    _store_two(rows[first], column, width, sums[0], sums[1])
+    _store_two(rows[first + 1], column, width, sums[2], sums[3])
+    _store_two(rows[first + 2], column, width, sums[4], sums[5])
+    _store_two(rows[first + 3], column, width, sums[6], sums[7])
 
 
 @njit(cache=True, inline="always")
@@ -146,36 +158,29 @@ def _group_weight_grads(grad_rows, u, g, per_group, planes, offsets, t, lo, hi, 
 @njit(cache=True)
 def _four_pixels(out, p, co, x, bases, tap_offsets, C, weight, t0, t1, start):
     """The channels-last conv of :mod:`.pixels`, for out rows p..p+3 and channels co..co+2T−1 (T = tile_width):
-    out[p + r, co + l] (+)= Σ_{t0 <= t < t1} Σ_ci x[bases[p + r] + tap_offsets[t] + ci] · weight[t·C + ci, co + l]
-    on flat arrays, out CO columns wide and the weights in panels of 2T columns (:func:`.pixels.weight_panels`),
-    starting from start[co + l] when t0 = 0 and from out itself after: a conv's taps may come in several calls
-    and add in the same order as in one."""
-    width, CO = tile_width(weight), out.shape[0] // bases.shape[0]
+    out[p + r, co + l] (+)= Σ_{t0 <= t < t1} Σ_ci x[bases[p + r] + tap_offsets[t] + ci] · weight[t·C + ci, co + l],
+    x flat and the weights in panels of 2T columns (:func:`.pixels.weight_panels`), starting from start[co + l]
+    when t0 = 0 and from out itself after: a conv's taps may come in several calls and add in the same order
+    as in one."""
+    width = tile_width(weight)
     step, rows = 2 * width, tap_offsets.shape[0] * C
-    row = p * CO + co
     if t0 == 0:
-        a00 = a10 = a20 = a30 = tile_load(start, co)
-        a01 = a11 = a21 = a31 = tile_load(start, co + width)
+        first, second = tile_load(start, co), tile_load(start, co + width)
+        sums = (first, second, first, second, first, second, first, second)
     else:
-        a00, a01 = tile_load(out, row), tile_load(out, row + width)
-        a10, a11 = tile_load(out, row + CO), tile_load(out, row + CO + width)
-        a20, a21 = tile_load(out, row + 2 * CO), tile_load(out, row + 2 * CO + width)
-        a30, a31 = tile_load(out, row + 3 * CO), tile_load(out, row + 3 * CO + width)
+        sums = (tile_load(out[p], co), tile_load(out[p], co + width), tile_load(out[p + 1], co),
+                tile_load(out[p + 1], co + width), tile_load(out[p + 2], co), tile_load(out[p + 2], co + width),
+                tile_load(out[p + 3], co), tile_load(out[p + 3], co + width))
     # Unsigned indices: a signed one is checked for wrap-around, which cost a third of the speed here.
     b0, b1, b2, b3 = np.uint64(bases[p]), np.uint64(bases[p + 1]), np.uint64(bases[p + 2]), np.uint64(bases[p + 3])
     k = (co // step * rows + t0 * C) * step
     for t in range(t0, t1):
         for ci in range(C):
             at = np.uint64(tap_offsets[t] + ci)
-            w0, w1 = tile_load(weight, k), tile_load(weight, k + width)
+            sums = _four_by_two(tile_splat(x[b0 + at]), tile_splat(x[b1 + at]), tile_splat(x[b2 + at]),
+                                tile_splat(x[b3 + at]), tile_load(weight, k), tile_load(weight, k + width), sums)
             k += step
-            x0, x1, x2, x3 = tile_splat(x[b0 + at]), tile_splat(x[b1 + at]), tile_splat(x[b2 + at]), tile_splat(x[b3 + at])
-            a00, a01, a10, a11 = vector_fma(x0, w0, a00), vector_fma(x0, w1, a01), vector_fma(x1, w0, a10), vector_fma(x1, w1, a11)
-            a20, a21, a30, a31 = vector_fma(x2, w0, a20), vector_fma(x2, w1, a21), vector_fma(x3, w0, a30), vector_fma(x3, w1, a31)
-    _store_two(out, row, width, a00, a01)
-    _store_two(out, row + CO, width, a10, a11)
-    _store_two(out, row + 2 * CO, width, a20, a21)
-    _store_two(out, row + 3 * CO, width, a30, a31)
+    _store_four_by_two(out, p, co, width, sums)
 
 
 @njit(cache=True)
@@ -183,17 +188,12 @@ def _four_channel_dots(grad, grad_bases, co, x, bases, at, lo, hi, partial, k):
     """The channels-last weight gradient of :mod:`.pixels`: partial[k + r, co + l] = Σ_{lo <= p < hi}
     x[bases[p] + at + r] · grad[grad_bases[p] + co + l] for r < 4, l < 2T, pixels added in order."""
     width = tile_width(grad)
-    a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = tile_splat(grad.dtype.type(0))
+    zero = tile_splat(grad.dtype.type(0))
+    sums = (zero, zero, zero, zero, zero, zero, zero, zero)
     one = np.uint64(1)  # unsigned, as in _four_pixels: a signed b + 1 is checked for wrap-around
     for p in range(np.uint64(lo), np.uint64(hi)):
         g = np.uint64(grad_bases[p] + co)
-        g0, g1 = tile_load(grad, g), tile_load(grad, g + width)
         b = np.uint64(bases[p] + at)
-        x0, x1 = tile_splat(x[b]), tile_splat(x[b + one])
-        x2, x3 = tile_splat(x[b + np.uint64(2)]), tile_splat(x[b + np.uint64(3)])
-        a00, a01, a10, a11 = vector_fma(x0, g0, a00), vector_fma(x0, g1, a01), vector_fma(x1, g0, a10), vector_fma(x1, g1, a11)
-        a20, a21, a30, a31 = vector_fma(x2, g0, a20), vector_fma(x2, g1, a21), vector_fma(x3, g0, a30), vector_fma(x3, g1, a31)
-    _store_two(partial[k], co, width, a00, a01)
-    _store_two(partial[k + 1], co, width, a10, a11)
-    _store_two(partial[k + 2], co, width, a20, a21)
-    _store_two(partial[k + 3], co, width, a30, a31)
+        sums = _four_by_two(tile_splat(x[b]), tile_splat(x[b + one]), tile_splat(x[b + np.uint64(2)]),
+                            tile_splat(x[b + np.uint64(3)]), tile_load(grad, g), tile_load(grad, g + width), sums)
+    _store_four_by_two(partial, k, co, width, sums)

@@ -82,14 +82,13 @@ def _pixel_conv_loop(x, bases, tap_offsets, C, weight, start, tasks, out):
     step = 2 * (TILE_BYTES // weight.itemsize)
     taps_per_pass = max(1, PASS_WEIGHT_BYTES // (C * step * weight.itemsize))
     taps = tap_offsets.shape[0]
-    flat_out = out.reshape(-1)
     for task in prange(tasks):
         lo, hi = task * quads // tasks * 4, (task + 1) * quads // tasks * 4
         for run in range(lo, hi, PIXEL_RUN):
             for co in range(0, CO, step):
                 for t0 in range(0, taps, taps_per_pass):
                     for p in range(run, min(hi, run + PIXEL_RUN), 4):
-                        _four_pixels(flat_out, p, co, x, bases, tap_offsets, C, weight, t0,
+                        _four_pixels(out, p, co, x, bases, tap_offsets, C, weight, t0,
                                      min(taps, t0 + taps_per_pass), start)
 
 
