@@ -21,7 +21,7 @@
 Then the training steps (``step_cases``: forward, cross-entropy, backward, SGD momentum of a whole small
 network against its ``interop.to_torch`` twin): one float64 check of the loss and every parameter
 gradient, then at each ``--step-threads`` count one process per side that stays up with its steps warm,
-the sides taking turns of about ``--min-time`` seconds for ``--step-rounds`` rounds (``runner.step_rounds``),
+the sides taking turns of about ``--min-time`` seconds for ``--step-rounds`` rounds (``runner.turns_in_rounds``),
 reported in images per second.
 ``--profile`` prints instead where one step spends its time, kernel by kernel (``profile``).
 

@@ -229,7 +229,7 @@ def run_steps(document, settings, backends, log):
                 except ChildFailed as error:
                     _fail(document, log, error)
             if "torch" in servers and len(servers) > 1:
-                join_steps(document, step_rounds(document, servers, settings, log, what), threads, shape)
+                join_steps(document, turns_in_rounds(document, servers, settings, log, what), threads, shape)
         finally:
             for server in servers.values():
                 server.close()
@@ -243,7 +243,7 @@ HANDOVER_PAUSE_S = 0.05
 STEPS_PER_TURN = 5
 
 
-def step_rounds(document, servers, settings, log, what):
+def turns_in_rounds(document, servers, settings, log, what):
     """``settings.step_rounds`` rounds of every case, each side in turn: ``[{side: group}]`` as
     :func:`join_steps` takes them. A side whose process fails is recorded and left out; without PyTorch the
     rounds stop."""

@@ -24,7 +24,8 @@ def _four_output_rows(wide, co, q, flat_weight, offsets, planes, start):
     """wide[co + r, q + l] = start[co + r] + Σ_t flat_weight[co + r, t] · planes[offsets[t] + q + l],
     for r < 4 and l < 2T (T = tile_width): eight tiles of sums, taps added in order."""
     width = tile_width(planes)
-    s0, s1, s2, s3 = tile_splat(start[co]), tile_splat(start[co + 1]), tile_splat(start[co + 2]), tile_splat(start[co + 3])
+    s0, s1 = tile_splat(start[co]), tile_splat(start[co + 1])
+    s2, s3 = tile_splat(start[co + 2]), tile_splat(start[co + 3])
     sums = (s0, s0, s1, s1, s2, s2, s3, s3)
     for t in range(offsets.shape[0]):
         at = offsets[t] + q

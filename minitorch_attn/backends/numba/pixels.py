@@ -76,8 +76,8 @@ def _unpack_loop(rows, out):
 @njit(parallel=True, cache=True)
 def _pixel_conv_loop(x, bases, tap_offsets, C, weight, start, tasks, out):
     """out[p, co] = start[co] + Σ_t Σ_ci x[bases[p] + tap_offsets[t] + ci] · weight[t·C + ci, co] (flat x,
-    the weights in :func:`weight_panels`, out (pixels, CO), pixels a multiple of 4). A task owns a range of pixels; the taps come
-    in passes of PASS_WEIGHT_BYTES of weights, each pass adding onto the last in the same order."""
+    the weights in :func:`weight_panels`, out (pixels, CO), pixels a multiple of 4). A task owns a range of
+    pixels; the taps come in passes of PASS_WEIGHT_BYTES of weights, each adding onto the last in order."""
     quads, CO = bases.shape[0] // 4, out.shape[1]
     step = 2 * (TILE_BYTES // weight.itemsize)
     taps_per_pass = max(1, PASS_WEIGHT_BYTES // (C * step * weight.itemsize))
