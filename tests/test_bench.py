@@ -236,10 +236,43 @@ def test_a_mismatch_or_a_crash_skips_that_side_and_is_reported(monkeypatch):
     assert "FAILED: numpy differs" in report.text_table(document)
 
 
-def test_blocks_are_timed_in_rounds_and_judged_on_paired_ratios(monkeypatch):
-    """Orchestration with stand-in children: the first round times every case, the later rounds the blocks
-    only, PyTorch and ours in turn; a block's ratio is the median of its ratios to PyTorch's time in the same
-    round (not the ratio of the medians), PyTorch's reference is the formulation fastest over the rounds."""
+class FakeServer:
+    """A stand-in for ``runner.Server``: jobs of every step case or block pass (PyTorch's in two variants),
+    each call taking ``ms(side, threads, job, turns before)`` milliseconds; records its turns in ``turns``."""
+
+    def __init__(self, spec, ms, turns):
+        self.side, self.threads, self.ms, self.turns, self.closed = spec["side"], spec["threads"], ms, turns, False
+        variants = ("amax", "index") if self.side == "torch" else (None,)
+        self.jobs = [{"case": case, "pass": "train step", "variant": "eager" if self.side == "torch" else None,
+                      "ms": 100.0} for case in spec.get("steps", ())]
+        self.jobs += [{"case": case, "pass": pass_name, "variant": variant, "ms": 10.0}
+                      for case in spec.get("cases", ()) for variant in variants for pass_name in spec["passes"]]
+
+    def time(self, index, reps):
+        job = self.jobs[index]
+        key = (self.side, self.threads, job["case"], job["pass"], job["variant"])
+        before = sum(1 for turn in self.turns if turn[:5] == key)
+        self.turns.append(key + (reps,))
+        return [self.ms(self.side, self.threads, job, before) / 1e3] * reps
+
+    def close(self):
+        self.closed = True
+
+
+def fake_servers(monkeypatch, ms):
+    """Patch ``runner.start_server`` with FakeServers; returns (the servers started, the turns taken)."""
+    servers, turns = [], []
+    monkeypatch.setattr(runner, "start_server", lambda spec, settings: servers.append(
+        FakeServer(spec, ms, turns)) or servers[-1])
+    monkeypatch.setattr(runner, "HANDOVER_PAUSE_S", 0.0)
+    return servers, turns
+
+
+def test_blocks_are_timed_in_turns_and_judged_on_paired_ratios(monkeypatch):
+    """Orchestration with stand-ins: a process per side times the ops (and the copy bandwidth), then a server
+    per side times the blocks in rounds, each pass's PyTorch variants and ours in turn; a block's ratio is the
+    median of its ratios to PyTorch's time in the same round (not the ratio of the medians), PyTorch's
+    reference is the formulation fastest over the rounds."""
     started = []
 
     def fake_child(spec, settings):
@@ -247,39 +280,72 @@ def test_blocks_are_timed_in_rounds_and_judged_on_paired_ratios(monkeypatch):
         if spec["mode"] == "check":
             return {"checks": [{"backend": "numba", "case": c, "variant": "v", "max_rel_error": 1e-7}
                                for c in spec["cases"]]}
-        number = sum(1 for s in started[:-1] if s[1] == spec["side"])  # this side's rounds before this one
-        torch_ms = {"amax": (10.0, 40.0, 20.0)[number], "index": (12.0, 44.0, 18.0)[number]}
         timings = []
         for case in spec["cases"]:
             for pass_name in PASSES:
                 if spec["side"] == "torch":
                     timings += [{"case": case, "pass": pass_name, "variant": v, "median_ms": ms, "iqr_ms": 0.5,
-                                 "reps": 4} for v, ms in torch_ms.items()]
+                                 "reps": 4} for v, ms in (("amax", 10.0), ("index", 12.0))]
                 else:
-                    timings.append({"case": case, "pass": pass_name, "variant": None,
-                                    "median_ms": (5.0, 10.0, 10.0)[number], "iqr_ms": 0.5, "reps": 4})
+                    timings.append({"case": case, "pass": pass_name, "variant": None, "median_ms": 5.0,
+                                    "iqr_ms": 0.5, "reps": 4})
         return {"threads": 2, "copy_gb_per_s": 50.0, "timings": timings}
 
+    def block_ms(side, threads, job, before):
+        if side == "torch":
+            return {"amax": (10.0, 40.0, 20.0), "index": (12.0, 44.0, 18.0)}[job["variant"]][before]
+        return (5.0, 10.0, 10.0)[before]
+
     monkeypatch.setattr(runner, "run_child", fake_child)
+    servers, turns = fake_servers(monkeypatch, block_ms)
     settings = runner.Settings(shapes=((32, 64, 32, 32),), backends=("numba",), cases=("conv7x7", "cbam"),
-                               block_rounds=3)
+                               block_rounds=3, min_time=0.5)
     document = runner.run(settings, log=lambda line: None)
-    assert started == [("check", "check", ("conv7x7", "cbam")), ("time", "torch", ("conv7x7", "cbam")),
-                       ("time", "numba", ("conv7x7", "cbam"))] + [
-        ("time", side, ("cbam",)) for _ in range(2) for side in ("torch", "numba")]
+    assert started == [("check", "check", ("conv7x7", "cbam")), ("time", "torch", ("conv7x7",)),
+                       ("time", "numba", ("conv7x7",))]
+    assert [server.side for server in servers] == ["torch", "numba"] and all(s.closed for s in servers)
+    # per round: each pass, PyTorch's two variants then ours, half a second of 10 ms calls each
+    assert turns == [(side, 2, "cbam", pass_name, variant, 50) for _ in range(3) for pass_name in PASSES
+                     for side, variant in (("torch", "amax"), ("torch", "index"), ("numba", None))]
     entries = {(e["name"], e["pass"], e["backend"]): e for e in document["entries"]}
     ours, theirs = entries[("cbam", "fwd", "numba")], entries[("cbam", "fwd", "torch")]
     # medians over the rounds: amax 20, index 18 -> index is the reference; its rounds: 12, 44, 18
     assert theirs["torch_variant"] == "index" and theirs["median_ms"] == 18.0
     assert ours["round_ratios"] == pytest.approx([2.4, 4.4, 1.8]) and ours["round_ms"] == [5.0, 10.0, 10.0]
     assert ours["ratio_vs_torch"] == pytest.approx(2.4) and ours["median_ms"] == 10.0  # not 18 / 10
-    assert ours["reps"] == 12 and ours["kind"] == "block"
+    assert ours["reps"] == 150 and ours["kind"] == "block"
     op = entries[("conv7x7", "fwd", "numba")]
     assert "round_ratios" not in op and op["ratio_vs_torch"] == pytest.approx(2.0)  # amax 10 / 5, one round
+    assert document["bandwidth"][0]["gb_per_s"] == 50.0
     goal = next(g for g in document["goals"] if g["goal"].startswith("numba CBAM forward ≥"))
     assert goal["value"] == pytest.approx(2.4) and goal["met"]
     assert "2.40 (2.40 4.40 1.80)" in report.text_table(document)
     assert "blocks timed in 3 rounds" in report.markdown(document)
+
+
+def test_a_failed_server_is_recorded_and_the_others_go_on(monkeypatch):
+    """Ours failing in the middle of the rounds: a failure in the document, its finished rounds kept, the
+    servers closed."""
+
+    def fake_child(spec, settings):
+        if spec["mode"] == "check":
+            return {"checks": [{"backend": "numba", "case": "cbam", "variant": "v", "max_rel_error": 1e-7}]}
+        return {"threads": 2, "copy_gb_per_s": 50.0, "timings": []}
+
+    def block_ms(side, threads, job, before):
+        if side == "numba" and before == 2:
+            raise runner.ChildFailed("serve numba 2 threads exited with -11")
+        return 10.0
+
+    monkeypatch.setattr(runner, "run_child", fake_child)
+    servers, _ = fake_servers(monkeypatch, block_ms)
+    settings = runner.Settings(shapes=((32, 64, 32, 32),), backends=("numba",), cases=("cbam",), block_rounds=4,
+                               passes=("fwd",))
+    document = runner.run(settings, log=lambda line: None)
+    assert document["failures"] == ["serve numba 2 threads exited with -11"]
+    ours = next(e for e in document["entries"] if e["backend"] == "numba")
+    assert ours["round_ratios"] == [1.0, 1.0]
+    assert all(server.closed for server in servers)
 
 
 def test_timing_our_side_never_loads_torch():
@@ -322,43 +388,29 @@ def test_training_step_check_passes_and_catches_a_wrong_gradient(monkeypatch):
 
 
 def test_training_steps_are_joined_reported_and_judged(monkeypatch):
-    """Orchestration with stand-in children: a check, then per thread count a process per side, timed in
-    rounds, PyTorch and numba in turn; a step's ratio is the median of the rounds' ratios, each against
-    PyTorch in the same round."""
-    started, turns = [], []
+    """Orchestration with stand-ins: a check, then per thread count a process per side, timed in rounds,
+    PyTorch and numba in turn; a step's ratio is the median of the rounds' ratios, each against PyTorch in
+    the same round."""
+    started = []
 
     def fake_child(spec, settings):
         started.append((spec["mode"], spec["side"], spec["threads"]))
         return {"checks": [{"backend": "numba", "case": c, "variant": "step", "max_rel_error": 1e-12}
                            for c in spec["steps"]]}
 
-    class FakeServer:
-        def __init__(self, spec, settings):
-            started.append((spec["mode"], spec["side"], spec["threads"]))
-            self.side, self.threads, self.step_ms = spec["side"], spec["threads"], {c: 100.0 for c in spec["steps"]}
-            self.closed = False
+    def step_ms(side, threads, job, before):
+        return 100.0 + 20.0 * before if side == "torch" else 80.0 if threads == 2 else 200.0
 
-        def time(self, case, reps):
-            turns.append((self.side, self.threads, reps))
-            rounds_before = sum(1 for turn in turns[:-1] if turn == turns[-1])
-            ms = {"torch": 100.0 + 20.0 * rounds_before, "numba": 80.0 if self.threads == 2 else 200.0}[self.side]
-            return [ms / 1e3] * reps
-
-        def close(self):
-            self.closed = True
-
-    servers = []
     monkeypatch.setattr(runner, "run_child", fake_child)
-    monkeypatch.setattr(runner, "start_step_server", lambda spec, settings: servers.append(
-        FakeServer(spec, settings)) or servers[-1])
-    monkeypatch.setattr(runner, "HANDOVER_PAUSE_S", 0.0)
+    servers, turns = fake_servers(monkeypatch, step_ms)
     settings = runner.Settings(shapes=(), backends=("numba",), cases=(), steps=("resnet10-cbam",),
                                step_threads=(1, 2), step_rounds=2)
     document = runner.run(settings, log=lambda line: None)
-    assert started == [("step-check", "check", settings.threads)] + [
-        ("step-serve", side, threads) for threads in (1, 2) for side in ("torch", "numba")]
-    assert turns == [(side, threads, runner.STEPS_PER_TURN) for threads in (1, 2) for _ in range(2)
-                     for side in ("torch", "numba")]
+    assert started == [("step-check", "check", settings.threads)]
+    assert [(server.side, server.threads) for server in servers] == [
+        (side, threads) for threads in (1, 2) for side in ("torch", "numba")]
+    assert [(side, threads, reps) for side, threads, *_, reps in turns] == [
+        (side, threads, runner.CALLS_PER_TURN) for threads in (1, 2) for _ in range(2) for side in ("torch", "numba")]
     assert all(server.closed for server in servers)
     numba_rows = {e["threads"]: e for e in document["entries"] if e["backend"] == "numba"}
     assert numba_rows[2]["round_ratios"] == pytest.approx([1.25, 1.5])
@@ -414,19 +466,24 @@ def test_blas_comparison_prints_a_row_per_layer(capsys):
     np.testing.assert_allclose(planes[:, :, :15, :13].transpose(1, 0, 2, 3), expected, rtol=1e-10, atol=1e-12)
 
 
-def test_a_step_server_times_steps_on_request_and_names_its_failure():
-    """The real ``step-serve`` worker: ready with a step estimate, then as many step times as asked, and closed
-    when stdin is. A worker that cannot start (an unknown case) is a ChildFailed carrying its error."""
+def test_a_server_times_its_jobs_on_request_and_names_its_failure():
+    """The real ``serve`` worker: ready with its jobs (a step, a block's passes) and an estimate of each, then
+    as many call times as asked, and closed when stdin is. A worker that cannot start (an unknown case) is a
+    ChildFailed carrying its error."""
     settings = runner.Settings(min_time=0.05, warmup_time=0.05, child_timeout=300)
-    spec = dict(mode="step-serve", side="torch", threads=1, steps=["mobilenet-cbam"], dtype="float32", seed=0,
-                shape=list(step_cases.input_shape()), min_time=0.05, min_reps=3, warmup_time=0.05)
-    server = runner.start_step_server(spec, settings)
+    spec = dict(mode="serve", side="torch", threads=1, steps=["mobilenet-cbam"], cases=["bam"], passes=list(PASSES),
+                shape=[2, 16, 8, 8], dtype="float32", seed=0, min_time=0.05, min_reps=3, warmup_time=0.05)
+    server = runner.start_server(spec, settings)
     try:
-        assert server.threads == 1 and server.step_ms["mobilenet-cbam"] > 0
-        times = server.time("mobilenet-cbam", 2)
-        assert len(times) == 2 and all(t > 0 for t in times)
+        assert server.threads == 1
+        assert [(job["case"], job["pass"], job["variant"]) for job in server.jobs] == [
+            ("mobilenet-cbam", "train step", "eager"), ("bam", "fwd", "eager"), ("bam", "fwd+bwd", "eager")]
+        assert all(job["ms"] > 0 for job in server.jobs)
+        for index in (0, 2):
+            times = server.time(index, 2)
+            assert len(times) == 2 and all(t > 0 for t in times)
     finally:
         server.close()
     assert server.process.returncode == 0
     with pytest.raises(runner.ChildFailed, match="unknown name 'resnet99'"):
-        runner.start_step_server(dict(spec, steps=["resnet99"]), settings)
+        runner.start_server(dict(spec, steps=["resnet99"]), settings)

@@ -12,16 +12,17 @@
    slow each other down. Every measurement warms up (JIT compilation included), then repeats until
    ``--min-reps`` calls and ``--min-time`` seconds; the median and the interquartile range are kept.
    Each timing process also measures its copy bandwidth on an F-sized array. The blocks (the goals)
-   are then timed in ``--block-rounds`` more rounds (3 in all by default), PyTorch and ours in turn: a
-   block's ratio is the median of its ratios to PyTorch in the same round (this machine's speed drifts
-   between processes by more than the gaps measured);
+   are timed in turns instead (``runner.time_in_turns``): one process per side stays up with the blocks
+   built and warm, and for ``--block-rounds`` rounds each block pass takes its turn on PyTorch and on ours,
+   about ``--min-time`` seconds each; a block's ratio is the median of its ratios to PyTorch in the same
+   round (this machine's speed drifts between processes by more than the gaps measured);
 3. the *report*: ratio vs PyTorch's fastest formulation and time over the memory-traffic floor
    (``traffic.FLOOR``: the bytes a pass must move, at the best copy bandwidth measured for that shape).
 
 Then the training steps (``step_cases``: forward, cross-entropy, backward, SGD momentum of a whole small
 network against its ``interop.to_torch`` twin): one float64 check of the loss and every parameter
 gradient, then at each ``--step-threads`` count one process per side that stays up with its steps warm,
-the sides taking turns of about ``--min-time`` seconds for ``--step-rounds`` rounds (``runner.turns_in_rounds``),
+the sides taking turns of about ``--min-time`` seconds for ``--step-rounds`` rounds (``runner.time_in_turns``),
 reported in images per second.
 ``--profile`` prints instead where one step spends its time, kernel by kernel (``profile``).
 

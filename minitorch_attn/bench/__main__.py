@@ -57,9 +57,9 @@ def parser():
                         "process per side that stays up); a step's ratio is the median of the rounds' "
                         "(default %(default)s)")
     p.add_argument("--block-rounds", type=int,
-                   help="timing rounds of the CBAM and BAM blocks per shape, PyTorch and ours in turn (the first "
-                        "round times the ops as well); a block's ratio is the median of the rounds' (default 5, "
-                        "1 with --quick)")
+                   help="timing rounds of the CBAM and BAM blocks per shape, PyTorch and ours in turn (a process "
+                        "per side that stays up); a block's ratio is the median of the rounds' (default 9, 1 with "
+                        "--quick)")
     p.add_argument("--profile", action="store_true",
                    help="print where one training step of each --steps case (default resnet10-cbam) spends its "
                         "time, kernel by kernel, on each --backends (default numba) at --threads; times nothing "
@@ -125,7 +125,7 @@ def settings_from(args):
         raise SystemExit(f"--step-threads must be >= 1, got {step_threads}")
     if args.step_rounds < 1:
         raise SystemExit(f"--step-rounds must be >= 1, got {args.step_rounds}")
-    block_rounds = args.block_rounds if args.block_rounds is not None else (1 if quick else 5)
+    block_rounds = args.block_rounds if args.block_rounds is not None else (1 if quick else 9)
     if block_rounds < 1:
         raise SystemExit(f"--block-rounds must be >= 1, got {block_rounds}")
     return runner.Settings(

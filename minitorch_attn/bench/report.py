@@ -120,9 +120,10 @@ def _step_title(document):
 def _title(document, shape, dtype):
     threads = document["settings"]["threads"]
     rounds = document["settings"].get("block_rounds", 1)
-    rounds_note = "" if rounds == 1 else (f"; blocks timed in {rounds} rounds, PyTorch and ours in turn: ms is the "
-                                          f"median of the rounds', × torch the median of the rounds' ratios (each "
-                                          f"in brackets)")
+    rounds_note = "" if rounds == 1 else (f"; blocks timed in {rounds} rounds, PyTorch and ours in turn (a process "
+                                          f"per side that stays up, about {document['settings']['min_time_s']:g} s "
+                                          f"per turn): ms is the median of the rounds', × torch the median of the "
+                                          f"rounds' ratios (each in brackets)")
     return (f"(N,C,H,W) = {shape}, {dtype}, {threads} thread{'s' if threads != 1 else ''}; "
             f"copy bandwidth {_bandwidth_note(document, shape, dtype)}{rounds_note}")
 

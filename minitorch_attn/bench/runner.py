@@ -67,10 +67,10 @@ class Settings:
     quick: bool = False
     steps: tuple = ()
     step_threads: tuple = ()
-    # Nine rounds: on a shared 2-core machine the rounds of one case disagree by more than the gaps measured
-    # (resnet10-bam at 2 threads: 0.95, 0.83, 1.22), and a median of three follows any one of them.
+    # Nine rounds each: on a shared 2-core machine the rounds of one case disagree by more than the gaps
+    # measured (resnet10-bam at 2 threads: 0.95, 0.83, 1.22), and a median of three follows any one of them.
     step_rounds: int = 9
-    block_rounds: int = 5
+    block_rounds: int = 9
     child_timeout: float = 1800.0
 
 
@@ -180,11 +180,16 @@ def run(settings, log=print, command=None):
                 if not failed:
                     log(f"  {backend}: max relative error {max(c['max_rel_error'] for c in mine):.2g}")
                     timed.append(backend)
-            groups = timing_round(document, dict(base, mode="time"), timed, settings, log, f"{shape} {dtype}")
+            blocks = [c for c in cases if c in BLOCKS]
+            groups = timing_round(document, dict(base, mode="time", cases=[c for c in cases if c not in blocks]),
+                                  timed, settings, log, f"{shape} {dtype}")
             if groups is None:
                 continue
-            rounds = [groups] + block_rounds(document, base, settings, [c for c in cases if c in BLOCKS],
-                                             [side for side in groups if side != "torch"], log)
+            rounds = [groups]
+            if blocks:
+                rounds += time_in_turns(document, dict(base, mode="serve", cases=blocks),
+                                        [side for side in groups if side != "torch"], settings.block_rounds,
+                                        settings, log, f"{shape} {dtype} blocks")
             join_group(document, rounds, shape, dtype)
     if settings.steps:
         run_steps(document, settings, [b for b in backends if settings.backends or b in STEP_BACKENDS], log)
@@ -194,12 +199,8 @@ def run(settings, log=print, command=None):
 
 def run_steps(document, settings, backends, log):
     """The training-step cases: one float64 check against the PyTorch twins, then at each of
-    ``settings.step_threads`` one process per side (:class:`StepServer`), steps built and warm, timed in
-    ``settings.step_rounds`` rounds, PyTorch and ours in turn, about ``min_time`` of steps each. This machine's
-    speed drifts by more than the gaps measured: one side took 188 to 329 ms a step in three processes
-    started one after another, and rounds of a process per side, tens of seconds apart, gave ratios from
-    0.75 to 1.39 for one step case. Turns of a second or so, in processes that stay up, put the two sides of a
-    round close together; a step's ratio is the median of its rounds'."""
+    ``settings.step_threads`` the steps timed in turns (:func:`time_in_turns`) for ``settings.step_rounds``
+    rounds."""
     from .worker import STEP_CHECK_DTYPE
 
     shape = list(input_shape())
@@ -218,63 +219,82 @@ def run_steps(document, settings, backends, log):
         _fail(document, log, message)
     timed = [b for b in backends if not any("error" in c for c in checks if c["backend"] == b)]
     for threads in settings.step_threads:
-        what = f"training steps, {threads} thread{'s' if threads != 1 else ''}"
-        servers = {}
-        try:
-            for side in ["torch"] + timed:
-                log(f"start  {side:6s} {what}")
-                try:
-                    servers[side] = start_step_server(dict(base, mode="step-serve", side=side, threads=threads),
-                                                      settings)
-                except ChildFailed as error:
-                    _fail(document, log, error)
-            if "torch" in servers and len(servers) > 1:
-                join_steps(document, turns_in_rounds(document, servers, settings, log, what), threads, shape)
-        finally:
-            for server in servers.values():
-                server.close()
+        rounds = time_in_turns(document, dict(base, mode="serve", threads=threads), timed, settings.step_rounds,
+                               settings, log, f"training steps, {threads} thread{'s' if threads != 1 else ''}")
+        if rounds:
+            join_steps(document, rounds, threads, shape)
 
 
 #: Seconds between one side's turn and the other's: after a parallel region OpenMP's threads spin for a
 #: while before they sleep (libgomp: 300,000 turns of a loop), and would take a core from the other side.
 HANDOVER_PAUSE_S = 0.05
 
-#: Steps per turn, at least (a turn lasts ``min_time`` otherwise).
-STEPS_PER_TURN = 5
+#: Calls per turn, at least (a turn lasts ``min_time`` otherwise).
+CALLS_PER_TURN = 5
 
 
-def turns_in_rounds(document, servers, settings, log, what):
-    """``settings.step_rounds`` rounds of every case, each side in turn: ``[{side: group}]`` as
-    :func:`join_steps` takes them. A side whose process fails is recorded and left out; without PyTorch the
-    rounds stop."""
-    rounds = []
-    for number in range(1, settings.step_rounds + 1):
-        log(f"time   {what}, round {number} of {settings.step_rounds}")
+def time_in_turns(document, spec, sides, rounds, settings, log, what):
+    """Time ``spec``'s jobs (training steps or blocks) on PyTorch and ``sides`` in turn: one ``serve`` worker
+    per side (:class:`Server`) that stays up with its jobs built and warm, then ``rounds`` rounds in which
+    each job takes its turn on every side, about ``min_time`` of calls each. Returns ``[{side: group}]`` as
+    :func:`join_steps` and :func:`join_group` take them ([] when PyTorch's worker or all of ours failed).
+
+    This machine's speed drifts by more than the gaps measured: one side took 188 to 329 ms a step in three
+    processes started one after another, and rounds of a process per side, tens of seconds apart, gave
+    ratios from 0.75 to 1.39 for one step case. Turns of a second or less, in processes that stay up, put
+    the two sides of a round close together; a case's ratio is the median of its rounds'."""
+    servers = {}
+    try:
+        for side in ["torch"] + list(sides):
+            log(f"start  {side:6s} {what}")
+            try:
+                servers[side] = start_server(dict(spec, side=side), settings)
+            except ChildFailed as error:
+                _fail(document, log, error)
+        if "torch" not in servers or len(servers) < 2:
+            return []
+        return turns_in_rounds(document, servers, rounds, settings, log, what)
+    finally:
+        for server in servers.values():
+            server.close()
+
+
+def turns_in_rounds(document, servers, rounds, settings, log, what):
+    """``rounds`` rounds of every (case, pass), each side's jobs of it in turn, PyTorch first. A side whose
+    process fails is recorded and left out with its round; without PyTorch, or without any of ours, the rounds
+    stop."""
+    done = []
+    tasks = list(dict.fromkeys((job["case"], job["pass"]) for job in servers["torch"].jobs))
+    for number in range(1, rounds + 1):
+        log(f"time   {what}, round {number} of {rounds}")
         groups = {side: {"threads": server.threads, "timings": []} for side, server in servers.items()}
-        for case in next(iter(servers.values())).step_ms:
+        for task in tasks:
             for side, server in list(servers.items()):
-                reps = max(STEPS_PER_TURN, int(np.ceil(settings.min_time * 1e3 / server.step_ms[case])))
-                time.sleep(HANDOVER_PAUSE_S)
-                try:
-                    timing = summarise(server.time(case, reps))
-                except ChildFailed as error:
-                    _fail(document, log, error)
-                    servers.pop(side).close()
-                    groups.pop(side)
-                    if side == "torch":
-                        return rounds
-                    continue
-                groups[side]["timings"].append({"case": case, "pass": "train step",
-                                                "variant": "eager" if side == "torch" else None, **timing.as_dict()})
-        rounds.append(groups)
-    return rounds
+                for index, job in enumerate(server.jobs):
+                    if (job["case"], job["pass"]) != task:
+                        continue
+                    reps = max(CALLS_PER_TURN, int(np.ceil(settings.min_time * 1e3 / job["ms"])))
+                    time.sleep(HANDOVER_PAUSE_S)
+                    try:
+                        timing = summarise(server.time(index, reps))
+                    except ChildFailed as error:
+                        _fail(document, log, error)
+                        servers.pop(side).close()
+                        if "torch" not in servers or len(servers) < 2:
+                            return done
+                        groups.pop(side)
+                        break
+                    groups[side]["timings"].append({"case": job["case"], "pass": job["pass"],
+                                                    "variant": job["variant"], **timing.as_dict()})
+        done.append(groups)
+    return done
 
 
-class StepServer:
-    """One side's ``step-serve`` worker (:mod:`.worker`): its steps built and warm, timed on request."""
+class Server:
+    """One side's ``serve`` worker (:mod:`.worker`): its jobs built and warm, timed on request."""
 
     def __init__(self, spec, settings):
-        self.what = f"step-serve {spec['side']} {spec['threads']} threads"
+        self.what = f"serve {spec['side']} {spec['threads']} threads"
         self.timeout = settings.child_timeout
         self.folder = tempfile.TemporaryDirectory(prefix="mt-bench-")
         spec_path = os.path.join(self.folder.name, "spec.json")
@@ -289,12 +309,13 @@ class StepServer:
         except ChildFailed:
             self.close()
             raise
-        self.threads, self.step_ms = ready["threads"], ready["step_ms"]
+        #: [{case, pass, variant, ms}]: what the worker times, by index, with a first estimate of a call's ms
+        self.threads, self.jobs = ready["threads"], ready["jobs"]
 
-    def time(self, case, reps):
-        """Seconds of each of ``reps`` steps of ``case``."""
+    def time(self, index, reps):
+        """Seconds of each of ``reps`` calls of job ``index``."""
         try:
-            self.process.stdin.write(f"{case} {reps}\n")
+            self.process.stdin.write(f"{index} {reps}\n")
             self.process.stdin.flush()
         except BrokenPipeError:
             pass  # the process is gone: _answer says why
@@ -324,8 +345,8 @@ class StepServer:
         self.folder.cleanup()
 
 
-def start_step_server(spec, settings):
-    return StepServer(spec, settings)
+def start_server(spec, settings):
+    return Server(spec, settings)
 
 
 def timing_round(document, spec, sides, settings, log, what):
@@ -375,26 +396,12 @@ def _fail(document, log, problem):
     log(f"  FAILED {problem}")
 
 
-def block_rounds(document, base, settings, blocks, sides, log):
-    """Rounds 2.. ``settings.block_rounds`` of the blocks alone (the goals are theirs), PyTorch and ``sides`` in
-    turn, as for the training steps: the machine's speed drifts between processes by more than the gaps
-    measured (a CBAM forward of ours took 1.5 to 2.5 ms in seven processes run one after another), so a
-    block's ratio is
-    the median of ratios to PyTorch's time in the same round. A round whose PyTorch group failed is dropped."""
-    what = f"{tuple(base['shape'])} {base['dtype']} blocks"
-    rounds = []
-    for number in range(2, settings.block_rounds + 1 if blocks else 2):
-        groups = timing_round(document, dict(base, mode="time", cases=blocks), sides, settings, log,
-                              f"{what}, round {number} of {settings.block_rounds}")
-        rounds += [groups] if groups else []
-    return rounds
-
-
 def join_group(document, rounds, shape, dtype):
-    """Entries of one (shape, dtype) from its timing rounds (``[{side: group}]``; the first has every case,
-    later ones the blocks only). PyTorch's reference per (case, pass) is its formulation with the lowest
-    median over the rounds; an entry's ms is the median of its rounds', its ratio the median over rounds of
-    the reference's ms in that round / ours (each round's ms and ratio are kept when there are several)."""
+    """Entries of one (shape, dtype) from its timing rounds (``[{side: group}]``; the first has the ops and the
+    copy bandwidths, the later ones the blocks, timed in turns). PyTorch's reference per (case, pass) is its
+    formulation with the lowest median over the rounds; an entry's ms is the median of its rounds', its ratio
+    the median over rounds of the reference's ms in that round / ours (each round's ms and ratio are kept when
+    there are several)."""
     bandwidths = {side: g["copy_gb_per_s"] for side, g in rounds[0].items() if "copy_gb_per_s" in g}
     document["bandwidth"] += [dict(shape=list(shape), dtype=dtype, side=side, gb_per_s=value)
                               for side, value in bandwidths.items()]
@@ -403,11 +410,12 @@ def join_group(document, rounds, shape, dtype):
     for number, groups in enumerate(rounds):
         for record in groups["torch"]["timings"]:
             torch_ms[number].setdefault((record["case"], record["pass"]), {})[record["variant"]] = record["median_ms"]
-    order = list(torch_ms[0])  # the cases' order, each pass in PASSES order
+    order = list(dict.fromkeys(key for ms in torch_ms for key in ms))  # the cases' order, passes in PASSES order
     reference = {}  # (case, pass) -> (variant, {variant: median ms over the rounds})
     for key in order:
+        timed_variants = dict.fromkeys(variant for ms in torch_ms if key in ms for variant in ms[key])
         medians = {variant: float(np.median([ms[key][variant] for ms in torch_ms if key in ms]))
-                   for variant in torch_ms[0][key]}
+                   for variant in timed_variants}
         reference[key] = (min(medians, key=medians.get), medians)
     timed = {}  # (side, case, pass) -> [(round, group threads, record)]
     for number, groups in enumerate(rounds):

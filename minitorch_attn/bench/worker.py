@@ -7,10 +7,11 @@ The parent (:mod:`minitorch_attn.bench.runner`) starts every group with the same
 * ``time``: one side only (one of our backends, or ``torch``), so that PyTorch's and Numba's OpenMP
   runtimes never share a process;
 * ``step-check``: the check for the training-step cases (:mod:`.step_cases`);
-* ``step-serve``: their timing, one side's training steps built and warmed, then timed on request (``python -m
-  minitorch_attn.bench.worker SPEC.json -``): the parent writes ``CASE REPS`` lines to its stdin, and it
-  answers each with a line ``TIMES [seconds, ...]`` of that many steps, so that the parent can time two
-  sides' processes in turn, a second or so each, while both stay warm.
+* ``serve``: timing in turns. One side's training steps (``steps``) and/or blocks (``cases``, each pass, each
+  PyTorch variant) built and warmed, then timed on request (``python -m minitorch_attn.bench.worker SPEC.json
+  -``): it says ``READY`` with its jobs, the parent writes ``JOB REPS`` lines to its stdin (a job's index),
+  and it answers each with a line ``TIMES [seconds, ...]`` of that many calls, so that the parent can time
+  two sides' processes in turn, a second or less each, while both stay warm.
 """
 from __future__ import annotations
 
@@ -182,10 +183,30 @@ def step_check_group(spec):
     return {"checks": records}
 
 
-def step_serve(spec):
-    """Build and warm ``spec``'s steps on one side, say ``READY {"threads": n, "step_ms": {case: ms}}``, then
-    answer each ``CASE REPS`` line of stdin with ``TIMES [...]``, until stdin closes. The protocol has stdout
-    to itself: anything else printed goes to stderr."""
+def serve_jobs(spec, side):
+    """The calls a ``serve`` worker times: ``[(job, fn)]``, a job being {case, pass, variant}; the steps first,
+    then each block's passes, PyTorch's in each of its variants (ours has one, ``None``)."""
+    jobs = []
+    for name in spec.get("steps", ()):
+        runner = OursStep(name, spec["dtype"], spec["seed"])
+        runner = TorchStep(runner) if side == "torch" else runner
+        jobs.append(({"case": name, "pass": "train step", "variant": "eager" if side == "torch" else None},
+                     runner.step))
+    for name in spec.get("cases", ()):
+        for variant in (variants(name) if side == "torch" else (None,)):
+            runner = build_ours(name, tuple(spec["shape"]), spec["dtype"], spec["seed"])
+            if side == "torch":
+                runner = build_theirs(runner, name, variant)
+            for pass_name, fn in zip(PASSES, (runner.forward, runner.forward_backward)):
+                if pass_name in spec["passes"]:
+                    jobs.append(({"case": name, "pass": pass_name, "variant": variant}, fn))
+    return jobs
+
+
+def serve(spec):
+    """Build and warm ``spec``'s jobs (:func:`serve_jobs`) on one side, say ``READY {"threads": n, "jobs":
+    [{case, pass, variant, ms}]}``, then answer each ``JOB REPS`` line of stdin with ``TIMES [...]``, until
+    stdin closes. The protocol has stdout to itself: anything else printed goes to stderr."""
     answer, sys.stdout = sys.stdout, sys.stderr
     side = spec["side"]
     threads = _set_threads(side, spec["threads"])
@@ -193,16 +214,13 @@ def step_serve(spec):
         from .. import set_backend
 
         set_backend(side)
-    runners, step_ms = {}, {}
-    for name in spec["steps"]:
-        runner = OursStep(name, spec["dtype"], spec["seed"])
-        runners[name] = TorchStep(runner) if side == "torch" else runner
-        step_ms[name] = measure(runners[name].step, min_time=spec["warmup_time"], min_reps=3,
-                                warmup_time=spec["warmup_time"]).median_ms
-    print("READY " + json.dumps({"threads": threads, "step_ms": step_ms}), file=answer, flush=True)
+    jobs = serve_jobs(spec, side)
+    described = [dict(job, ms=measure(fn, min_time=spec["warmup_time"], min_reps=3,
+                                      warmup_time=spec["warmup_time"]).median_ms) for job, fn in jobs]
+    print("READY " + json.dumps({"threads": threads, "jobs": described}), file=answer, flush=True)
     for line in sys.stdin:
-        name, reps = line.split()
-        print("TIMES " + json.dumps(timed_calls(runners[name].step, int(reps))), file=answer, flush=True)
+        index, reps = (int(word) for word in line.split())
+        print("TIMES " + json.dumps(timed_calls(jobs[index][1], reps)), file=answer, flush=True)
 
 
 def _set_threads(side, threads):
@@ -224,8 +242,8 @@ def main(argv):
     spec_path, result_path = argv
     with open(spec_path) as f:
         spec = json.load(f)
-    if spec["mode"] == "step-serve":
-        step_serve(spec)
+    if spec["mode"] == "serve":
+        serve(spec)
         return
     modes = {"check": check_group, "time": time_group, "step-check": step_check_group}
     result = modes[spec["mode"]](spec)
