@@ -52,21 +52,12 @@ TEST_PATHS := tests notebooks --ignore=tests/graded
 TEST_PATHS := tests notebooks
 # END INSTRUCTOR ONLY
 
-# The default suite with every lesson notebook executed (nbmake) and, alongside it, the CUDA kernels
-# under the simulator in a process of their own (NUMBA_ENABLE_CUDASIM is read when numba is first
-# imported); the simulator's report is printed after the suite's. Run one after the other, the simulator
-# left a core idle for its four minutes. Fails when either fails.
+# The default suite with every lesson notebook executed (nbmake), then the CUDA kernels under the
+# simulator in their own process (NUMBA_ENABLE_CUDASIM is read when numba is first imported).
 # In the student edition, a test that stops at an exercise not written yet is skipped and names it.
 test: $(VENV)/.installed-test
-	@simulated=$$(mktemp); \
-	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -m "cudasim and not slow" tests/cuda $(ARGS) >$$simulated 2>&1 & \
-	simulator=$$!; \
-	$(PY) -m pytest -n $(WORKERS) --nbmake -m "not slow and not gpu and not cudasim" $(TEST_PATHS) $(ARGS); \
-	suite=$$?; \
-	wait $$simulator; simulator=$$?; \
-	echo; echo "== the CUDA kernels under the simulator: NUMBA_ENABLE_CUDASIM=1 pytest -m cudasim tests/cuda"; \
-	cat $$simulated; rm -f $$simulated; \
-	[ $$suite -eq 0 ] && [ $$simulator -eq 0 ]
+	$(PY) -m pytest -n $(WORKERS) --nbmake -m "not slow and not gpu and not cudasim" $(TEST_PATHS) $(ARGS)
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -m "cudasim and not slow" tests/cuda $(ARGS)
 
 test-slow: $(VENV)/.installed-test
 	$(PY) -m pytest -m slow $(ARGS)
