@@ -245,12 +245,8 @@ def time_in_turns(document, spec, sides, rounds, settings, log, what):
     the two sides of a round close together; a case's ratio is the median of its rounds'."""
     servers = {}
     try:
-        for side in ["torch"] + list(sides):
-            log(f"start  {side:6s} {what}")
-            try:
-                servers[side] = start_server(dict(spec, side=side), settings)
-            except ChildFailed as error:
-                _fail(document, log, error)
+        each_side(document, sides, lambda side: start_server(dict(spec, side=side), settings), log,
+                  f"start  {{}} {what}", servers)
         if "torch" not in servers or len(servers) < 2:
             return []
         return turns_in_rounds(document, servers, rounds, settings, log, what)
@@ -352,14 +348,22 @@ def start_server(spec, settings):
 def timing_round(document, spec, sides, settings, log, what):
     """One timing group per side, PyTorch first, each a child running ``spec``: ``{side: group}``, or None
     when PyTorch's group failed (nothing to compare with). A failed side is recorded and left out."""
-    groups = {}
+    groups = each_side(document, sides, lambda side: run_child(dict(spec, side=side), settings), log,
+                       f"time   {{}} {what}", {})
+    return groups if "torch" in groups else None
+
+
+def each_side(document, sides, start, log, line, results):
+    """``results[side] = start(side)`` for PyTorch, then ``sides``, logging ``line`` with the side in its
+    ``{}`` before each; a side whose child fails is recorded and left out. Returns ``results``, which holds
+    what started even when a later side raises something else (the caller closes it)."""
     for side in ["torch"] + list(sides):
-        log(f"time   {side:6s} {what}")
+        log(line.replace("{}", f"{side:6s}", 1))
         try:
-            groups[side] = run_child(dict(spec, side=side), settings)
+            results[side] = start(side)
         except ChildFailed as error:
             _fail(document, log, error)
-    return groups if "torch" in groups else None
+    return results
 
 
 def join_steps(document, rounds, threads, shape):
