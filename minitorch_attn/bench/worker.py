@@ -130,21 +130,26 @@ def time_group(spec):
         from .. import set_backend
 
         set_backend(side)
-    for name in spec["cases"]:
-        for variant in (variants(name) if side == "torch" else (None,)):
-            # the PyTorch side is built from ours (same inputs); our side never imports torch
-            runner = build_ours(name, shape, dtype, spec["seed"])
-            if side == "torch":
-                runner = build_theirs(runner, name, variant)
-            for pass_name, fn in zip(PASSES, (runner.forward, runner.forward_backward)):
-                if pass_name in spec["passes"]:
-                    record = {"case": name, "pass": pass_name, "variant": variant}
-                    record.update(measure(fn, **timing).as_dict())
-                    result["timings"].append(record)
+    for job, fn in case_calls(spec, side):
+        result["timings"].append(dict(job, **measure(fn, **timing).as_dict()))
     if side in COPIES:
         src = np.random.default_rng(0).standard_normal(shape).astype(dtype)
         result["copy_gb_per_s"] = copy_bandwidth(COPIES[side](src, np.empty_like(src)), src.nbytes, **timing)
     return result
+
+
+def case_calls(spec, side):
+    """``(job, fn)`` for each case of ``spec`` (op or block) on ``side``, in each of PyTorch's variants (ours has
+    one, ``None``), and each of ``spec["passes"]``; a job is {case, pass, variant}."""
+    for name in spec["cases"]:
+        for variant in (variants(name) if side == "torch" else (None,)):
+            # the PyTorch side is built from ours (same inputs); our side never imports torch
+            runner = build_ours(name, tuple(spec["shape"]), spec["dtype"], spec["seed"])
+            if side == "torch":
+                runner = build_theirs(runner, name, variant)
+            for pass_name, fn in zip(PASSES, (runner.forward, runner.forward_backward)):
+                if pass_name in spec["passes"]:
+                    yield {"case": name, "pass": pass_name, "variant": variant}, fn
 
 
 #: The training-step check runs in float64: a whole network's float32 gradients differ from PyTorch's by
@@ -184,22 +189,16 @@ def step_check_group(spec):
 
 
 def serve_jobs(spec, side):
-    """The calls a ``serve`` worker times: ``[(job, fn)]``, a job being {case, pass, variant}; the steps first,
-    then each block's passes, PyTorch's in each of its variants (ours has one, ``None``)."""
+    """The calls a ``serve`` worker times: ``[(job, fn)]``, a job being {case, pass, variant}; the training
+    steps first, then the cases' calls (:func:`case_calls`)."""
     jobs = []
     for name in spec.get("steps", ()):
         runner = OursStep(name, spec["dtype"], spec["seed"])
         runner = TorchStep(runner) if side == "torch" else runner
         jobs.append(({"case": name, "pass": "train step", "variant": "eager" if side == "torch" else None},
                      runner.step))
-    for name in spec.get("cases", ()):
-        for variant in (variants(name) if side == "torch" else (None,)):
-            runner = build_ours(name, tuple(spec["shape"]), spec["dtype"], spec["seed"])
-            if side == "torch":
-                runner = build_theirs(runner, name, variant)
-            for pass_name, fn in zip(PASSES, (runner.forward, runner.forward_backward)):
-                if pass_name in spec["passes"]:
-                    jobs.append(({"case": name, "pass": pass_name, "variant": variant}, fn))
+    if spec.get("cases"):
+        jobs += case_calls(spec, side)
     return jobs
 
 
